@@ -1,0 +1,160 @@
+"""Platform-neutral value types: what Warden saw, remembers and decided.
+
+Everything here is immutable data. `None` always means "the platform did not say",
+never zero or false: unknown facts must never be mistaken for idle ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """A workspace's lifecycle state, mapped from each platform's own vocabulary."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    STARTING = "starting"
+    STOPPING = "stopping"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WorkspaceId:
+    """A workspace, qualified by the provider instance that owns it."""
+
+    provider: str  # the instance name from the policy file: "coder-prod"
+    native: str  # the platform's own id
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.native}"
+
+    @classmethod
+    def parse(cls, text: str) -> WorkspaceId:
+        provider, sep, native = text.partition("/")
+        if not sep or not provider or not native:
+            raise ValueError(f"expected PROVIDER/ID, got {text!r}")
+        return cls(provider, native)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workspace:
+    """What one poll saw of one workspace, in platform-neutral terms."""
+
+    id: WorkspaceId
+    name: str
+    owner: str
+    state: State
+    observed_at: datetime  # aware UTC: when Warden saw it
+    kind: str = "workspace"  # provider type: coder, strongly, mage, ...
+    template: str | None = None
+    project: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    started_at: datetime | None = None  # when the current running period began
+    last_active_at: datetime | None = None  # last user activity the platform reported
+    busy: bool | None = None  # True when the platform reports real work running now
+    deadline: datetime | None = None  # the platform's own autostop deadline
+    max_deadline: datetime | None = None  # how far the deadline may be pushed
+    cost_units_per_day: Decimal | None = None  # the platform's own cost figure (Coder credits)
+    transitioning: bool = False  # a build/operation is in flight; never act on it
+    facts: Mapping[str, Any] = field(default_factory=dict)  # extra, for explain
+
+    @property
+    def ref(self) -> str:
+        return str(self.id)
+
+    def idle_for(self, now: datetime) -> timedelta | None:
+        """How long since the last activity; None when activity is unknown or work runs."""
+        if self.busy or self.last_active_at is None:
+            return None
+        return max(now - self.last_active_at, timedelta(0))
+
+    def running_for(self, now: datetime) -> timedelta | None:
+        if self.state is not State.RUNNING or self.started_at is None:
+            return None
+        return max(now - self.started_at, timedelta(0))
+
+
+class Verb(StrEnum):
+    """What an action does to a workspace."""
+
+    STOP = "stop"
+    RESUME = "resume"
+    EXTEND = "extend"
+    NOTIFY = "notify"
+
+
+class DecisionKind(StrEnum):
+    """What decide() concluded for one workspace under one policy."""
+
+    WARN = "warn"  # tell the owner; the action falls due at `due_at`
+    ACT = "act"  # carry out `verb` now
+    CLEAR = "clear"  # a pending warning no longer applies (activity came back)
+    SKIP = "skip"  # would have acted but must not: the reason says why
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """One conclusion with the facts that justify it."""
+
+    kind: DecisionKind
+    workspace: WorkspaceId
+    policy: str
+    verb: Verb | None = None
+    reason: str = ""
+    due_at: datetime | None = None  # WARN: when the action will happen
+    extend_to: datetime | None = None  # ACT+EXTEND: the new deadline
+    dry_run: bool = False
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Warning:
+    """A warning given and not yet resolved."""
+
+    policy: str
+    verb: Verb
+    warned_at: datetime
+    due_at: datetime
+    snoozes_used: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Memory:
+    """What the store remembers about one workspace between polls."""
+
+    first_seen_at: datetime | None = None
+    running_since: datetime | None = None  # first poll that saw it running, this period
+    warnings: Mapping[str, Warning] = field(default_factory=dict)  # by policy name
+    snoozed_until: datetime | None = None
+    extensions_used: Mapping[str, int] = field(default_factory=dict)  # by policy name
+    stopped_by: str | None = None  # the policy that made Warden stop it, if Warden did
+    stopped_at: datetime | None = None
+    last_action_key: str | None = None
+
+
+EMPTY_MEMORY = Memory()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something Warden decided, did or noticed, as it will be told to the sinks.
+
+    `type` is from the catalogue in `warden.events.catalogue` (for example
+    "warden.workspace.stopped"); `subject` is the workspace reference or another scope.
+    `data` is JSON-ready and never holds a secret. `id` is unique and stable: sinks
+    de-duplicate on it.
+    """
+
+    id: str
+    type: str
+    subject: str
+    time: datetime
+    data: Mapping[str, Any] = field(default_factory=dict)
+    severity: str = "info"  # info, warning, critical: sinks filter on it

@@ -1,0 +1,1 @@
+"""Provider adapters: one module per platform, all satisfying `base.Provider`."""
