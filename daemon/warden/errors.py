@@ -69,3 +69,11 @@ class Conflict(ProviderRejected):
 
 class BadAnswer(ProviderError):
     """The platform answered with something Warden cannot trust (malformed, unknown)."""
+
+
+class SyncFailed(ProviderRejected):
+    """A data-safety step before a stop (Strongly's sync) failed: the stop must not happen."""
+
+
+class PlanLimited(Unauthorized):
+    """The platform's plan lacks a capability (a 403 that no retry will fix)."""

@@ -63,6 +63,10 @@ class Workspace:
     max_deadline: datetime | None = None  # how far the deadline may be pushed
     cost_units_per_day: Decimal | None = None  # the platform's own cost figure (Coder credits)
     transitioning: bool = False  # a build/operation is in flight; never act on it
+    utilisation: Mapping[str, Decimal | None] = field(
+        default_factory=dict
+    )  # "cpu", "gpu", ... in %
+    resources: Mapping[str, Any] = field(default_factory=dict)  # cpu, memory_gib, gpu_type, gpus
     facts: Mapping[str, Any] = field(default_factory=dict)  # extra, for explain
 
     @property

@@ -1,0 +1,142 @@
+"""The `warden` command: run, validate, plan, explain, schema, migrate, demo.
+
+Exit codes: 0 success; 1 a runtime failure (store or platform unreachable at start);
+2 bad input (a policy file with problems, bad arguments); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import structlog
+
+from warden import __version__
+from warden.logging import REDACTOR, configure_logging
+from warden.policy.loader import PolicyError, load_policies
+from warden.policy.models import PolicyFile
+from warden.providers.registry import capability_names
+from warden.settings import Settings, policy_environment
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warden", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"warden {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--once", action="store_true", help="one cycle of every provider, then exit")
+    run.add_argument("--dry-run", action="store_true", help="decide and tell, never act")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check policy files; print file:line:col problems")
+    validate.add_argument("paths", nargs="+", type=Path)
+    validate.set_defaults(func=cmd_validate)
+
+    plan = sub.add_parser("plan", help="observe once and print what would happen; act on nothing")
+    plan.set_defaults(func=cmd_plan)
+
+    explain = sub.add_parser(
+        "explain", help="the facts and policies behind a workspace's decisions"
+    )
+    explain.add_argument("workspace", help="PROVIDER/ID, as in events")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=cmd_explain)
+
+    schema = sub.add_parser("schema", help="print the policy files' JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(func=cmd_migrate)
+
+    demo = sub.add_parser("demo", help="run against built-in simulators with demo policies")
+    demo.add_argument("--seconds", type=float, default=75.0, help="how long to run (0: forever)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    REDACTOR.add(settings.secret_values())
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if getattr(args, "dry_run", False):
+        settings = settings.model_copy(update={"dry_run": True})
+    return settings
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    env = policy_environment(os.environ)
+    try:
+        policies = load_policies(args.paths, env=env, capabilities=capability_names())
+    except PolicyError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"ok: {len(policies.policies)} policies, {len(policies.providers)} providers, "
+        f"{len(policies.schedules)} schedules, {len(policies.sinks)} sinks"
+    )
+    return EXIT_OK
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    schema = PolicyFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Warden policy file"
+    print(json.dumps(schema, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from warden.commands import run_daemon
+
+    return anyio.run(run_daemon, _settings(args), args.once)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from warden.commands import plan
+
+    return anyio.run(plan, _settings(args))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from warden.commands import explain
+
+    return anyio.run(explain, _settings(args), args.workspace, args.json)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from warden.commands import migrate
+
+    return anyio.run(migrate, _settings(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from warden.demo import run_demo
+
+    return anyio.run(run_demo, args.seconds)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""The long-running CLI commands: run, plan, explain, migrate (cli.py parses, this does)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import structlog
+
+from warden.daemon import Daemon, load_policy_set
+from warden.errors import ProviderError
+from warden.model import WorkspaceId
+from warden.policy.decide import decide
+from warden.policy.loader import PolicyError, PolicySet
+from warden.policy.selector import covers, server_filter
+from warden.report import decision_line
+from warden.sdnotify import Notifier
+from warden.settings import Settings
+from warden.store import Store
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+log = structlog.get_logger(__name__)
+
+
+def _policies_or_exit(settings: Settings) -> PolicySet | None:
+    try:
+        return load_policy_set(settings)
+    except PolicyError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+async def run_daemon(settings: Settings, once: bool) -> int:
+    """`warden run`: refuse to start on bad policies (exit 2); else run until SIGTERM."""
+    policies = _policies_or_exit(settings)
+    if policies is None:
+        return EXIT_BAD_INPUT
+    async with Daemon(settings, policies=policies, notifier=Notifier()) as daemon:
+        if once:
+            results = await daemon.run_cycle()
+            return EXIT_OK if all(r.error is None for r in results) else EXIT_FAILURE
+        await daemon.serve()
+    return EXIT_OK
+
+
+async def plan(settings: Settings) -> int:
+    """`warden plan`: observe once, print what would happen, act on nothing, write nothing."""
+    policies = _policies_or_exit(settings)
+    if policies is None:
+        return EXIT_BAD_INPUT
+    failures = 0
+    async with Daemon(settings, policies=policies) as daemon:
+        assert daemon.store is not None
+        now = daemon._clock()
+        for name, provider in daemon.providers.items():
+            try:
+                observation = await provider.observe(
+                    now=now, filter=server_filter(daemon.rules.policies, name)
+                )
+            except ProviderError as e:
+                print(f"{name}: cannot observe: {e}")
+                failures += 1
+                continue
+            memory = await daemon.store.load_memory(name)
+            since = await daemon.store.last_cycle(name)
+            decisions = decide(daemon.rules, observation.workspaces, memory, now=now, since=since)
+            names = {ws.id: ws for ws in observation.workspaces}
+            print(f"{name}: {len(observation.workspaces)} workspaces, {len(decisions)} decisions")
+            for decision in decisions:
+                print("  " + decision_line(decision, names))
+            for skipped in observation.skipped:
+                print(f"  SKIPPED   {name}/{skipped.native_id}: {skipped.reason}")
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+async def explain(settings: Settings, reference: str, as_json: bool) -> int:
+    """`warden explain`: what Warden knows of a workspace and why it did what it did."""
+    try:
+        ws_id = WorkspaceId.parse(reference)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    policies = _policies_or_exit(settings)
+    store = await Store.open(settings.effective_database_url)
+    try:
+        report = await explanation(store, ws_id, policies)
+    finally:
+        await store.aclose()
+    if report is None:
+        print(f"{ws_id}: Warden has not seen this workspace", file=sys.stderr)
+        return EXIT_FAILURE
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print_explanation(report)
+    return EXIT_OK
+
+
+async def explanation(
+    store: Store, ws_id: WorkspaceId, policies: PolicySet | None
+) -> dict[str, Any] | None:
+    """The facts behind a workspace's decisions, as one JSON-ready document."""
+    row = await store.workspace_row(ws_id)
+    if row is None:
+        return None
+    memory = (await store.load_memory(ws_id.provider)).get(ws_id)
+    decisions = await store.decisions_for(ws_id, limit=20)
+    report: dict[str, Any] = {
+        "workspace": str(ws_id),
+        "record": row,
+        "memory": memory,
+        "decisions": decisions,
+    }
+    snapshot = _snapshot(row)
+    if policies is not None and snapshot is not None:
+        report["policies"] = [p.name for p in policies.policies if covers(p, snapshot)]
+    return report
+
+
+def _snapshot(row: Any) -> Any:
+    from warden.store.store import snapshot_from_row
+
+    return snapshot_from_row(row)
+
+
+def print_explanation(report: dict[str, Any]) -> None:
+    print(f"workspace: {report['workspace']}")
+    for key, value in _plain(report["record"]).items():
+        print(f"  {key}: {value}")
+    if "policies" in report:
+        print(f"policies covering it: {', '.join(report['policies']) or 'none'}")
+    print("memory:")
+    for key, value in _plain(report["memory"]).items():
+        print(f"  {key}: {value}")
+    print("recent decisions (newest first):")
+    for decision in report["decisions"]:
+        print(f"  {_plain(decision)}")
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    if value is None:
+        return {}
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return dict(value)
+
+
+async def migrate(settings: Settings) -> int:
+    """`warden migrate`: bring the schema to the newest revision and say which it is."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.effective_database_url)
+    try:
+        await store.migrate()
+        print(f"schema at revision {await store.current_revision()}")
+    finally:
+        await store.aclose()
+    return EXIT_OK

@@ -1,0 +1,438 @@
+"""The daemon: wiring, the per-provider cycle, exact-time jobs, reload and shutdown.
+
+One cycle of one provider: observe → remember → decide → act (and tell, through the
+outbox the store writes). `run_cycle(now)` is the whole of it, callable from tests,
+`warden plan` and `warden run --once` as well as from the scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import anyio
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from warden.actuator import Actuator, Cycle, CycleOutcome
+from warden.clock import Clock, utc_now
+from warden.errors import ProviderError
+from warden.events import catalogue as ev
+from warden.model import Decision, DecisionKind, Event, Workspace
+from warden.policy.decide import Rules, decide
+from warden.policy.loader import PolicyError, PolicySet, load_policies, policy_fingerprint
+from warden.policy.schedule import next_edge
+from warden.policy.selector import server_filter
+from warden.providers.base import Observation, Provider
+from warden.providers.registry import build_provider, capability_names
+from warden.retry import Sleep
+from warden.sdnotify import Notifier
+from warden.settings import Settings, policy_environment
+from warden.store import Store
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_GRACE = 8.0  # seconds for in-flight actions at SIGTERM: systemd waits 10
+WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
+
+
+def load_policy_set(settings: Settings, env: Mapping[str, str] | None = None) -> PolicySet:
+    """Read the policy files named in the settings (PolicyError when they are bad)."""
+    env = policy_environment(os.environ if env is None else env)
+    return load_policies(settings.policy_path, env=env, capabilities=capability_names())
+
+
+def rules_of(policies: PolicySet) -> Rules:
+    from warden.policy.models import GlobalSettings
+
+    return Rules(policies.policies, policies.schedules, policies.settings or GlobalSettings())
+
+
+@dataclass(slots=True)
+class ProviderStatus:
+    """What the daemon knows of one provider's health, for /readyz and metrics."""
+
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    workspaces: int = 0
+    skipped: int = 0
+    unreachable: bool = False
+
+
+@dataclass(slots=True)
+class CycleResult:
+    """One provider's cycle: what was seen, decided and done."""
+
+    provider: str
+    observation: Observation | None
+    decisions: list[Decision] = field(default_factory=list)
+    outcome: CycleOutcome = field(default_factory=CycleOutcome)
+    error: str | None = None
+
+
+class Daemon:
+    """Owns the store, the HTTP session, the providers and the scheduler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policies: PolicySet,
+        clock: Clock = utc_now,
+        sleep: Sleep | None = None,
+        env: Mapping[str, str] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policies = policies
+        self.rules = rules_of(policies)
+        self._clock = clock
+        self._sleep = sleep
+        self._env = env
+        self._notifier = notifier or Notifier({})
+        self._fingerprint = policy_fingerprint(policies)
+        self._mtimes: dict[Path, float] = {}
+        self.providers: dict[str, Provider] = {}
+        self.status: dict[str, ProviderStatus] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.store: Store | None = None
+        self.actuator: Actuator | None = None
+        self.dry_run = settings.dry_run
+        self.ready = anyio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Daemon:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = await Store.open(self.settings.effective_database_url)
+        await self.store.migrate()
+        self._http = aiohttp.ClientSession(raise_for_status=False)
+        self.actuator = Actuator(store=self.store, sleep=self._sleep)
+        self._build_providers()
+        self._mtimes = policy_mtimes(self.settings.policy_path)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for provider in self.providers.values():
+            await provider.aclose()
+        if self._http is not None:
+            await self._http.close()
+        if self.store is not None:
+            await self.store.aclose()
+
+    def _build_providers(self) -> None:
+        assert self._http is not None
+        self.providers = {
+            name: build_provider(name, config, self._http)
+            for name, config in self.policies.providers.items()
+        }
+        for name in self.providers:
+            self.status.setdefault(name, ProviderStatus())
+            self._locks.setdefault(name, anyio.Lock())
+
+    # ------------------------------------------------------------ one cycle
+
+    async def run_cycle(self, now: datetime | None = None) -> list[CycleResult]:
+        """One cycle of every provider, one after another, at one `now`."""
+        now = now or self._clock()
+        return [await self.run_provider_cycle(name, now) for name in list(self.providers)]
+
+    async def run_provider_cycle(self, name: str, now: datetime | None = None) -> CycleResult:
+        """Observe, remember, decide and act for one provider."""
+        now = now or self._clock()
+        with structlog.contextvars.bound_contextvars(provider=name):
+            async with self._locks[name]:
+                result = await self._cycle(name, now)
+        self._schedule_due_jobs(name, result, now)
+        self._announce_ready_once()
+        return result
+
+    async def _cycle(self, name: str, now: datetime) -> CycleResult:
+        store, provider = self._store(), self.providers[name]
+        observation = await self._observe(provider, now)
+        if observation is None:
+            return CycleResult(name, None, error=self.status[name].last_error)
+        since = await store.last_cycle(name)
+        await store.record_observation(name, observation.workspaces, now)
+        memory = await store.load_memory(name)
+        decisions = decide(self.rules, observation.workspaces, memory, now=now, since=since)
+        cycle = Cycle(
+            provider=provider,
+            rules=self.rules,
+            snapshots={ws.id: ws for ws in observation.workspaces},
+            memory=memory,
+            now=now,
+            since=since,
+            dry_run=self.dry_run or self.policies.providers[name].dry_run,
+        )
+        await store.record_decisions(decisions, now, [])
+        assert self.actuator is not None
+        outcome = await self.actuator.apply(cycle, decisions)
+        await store.mark_cycle(name, now, success=True)
+        log.info(
+            "cycle.finished",
+            workspaces=len(observation.workspaces),
+            skipped=len(observation.skipped),
+            decisions=len(decisions),
+            acted=len(outcome.done),
+        )
+        return CycleResult(name, observation, decisions, outcome)
+
+    async def _observe(self, provider: Provider, now: datetime) -> Observation | None:
+        """A full listing, or None (never an empty list) when the provider cannot be read."""
+        status = self.status[provider.name]
+        store = self._store()
+        try:
+            observation = await provider.observe(
+                now=now, filter=server_filter(self.rules.policies, provider.name)
+            )
+        except ProviderError as e:
+            status.last_error = str(e)
+            events = []
+            if not status.unreachable:
+                events.append(
+                    ev.new_event(
+                        ev.PROVIDER_UNREACHABLE,
+                        provider.name,
+                        now=now,
+                        data={"provider": provider.name, "error": str(e)},
+                    )
+                )
+            status.unreachable = True
+            await store.add_events(events)
+            await store.mark_cycle(provider.name, now, success=False)
+            log.warning("poll.failed", error=str(e))
+            return None
+        events = [
+            _skipped_event(provider.name, s.native_id, s.reason, now) for s in observation.skipped
+        ]
+        if status.unreachable:
+            events.append(
+                ev.new_event(
+                    ev.PROVIDER_RECOVERED, provider.name, now=now, data={"provider": provider.name}
+                )
+            )
+        await store.add_events(events)
+        for skipped in observation.skipped:
+            log.warning("workspace.skipped", native_id=skipped.native_id, reason=skipped.reason)
+        status.unreachable, status.last_error = False, None
+        status.last_success_at = now
+        status.workspaces, status.skipped = len(observation.workspaces), len(observation.skipped)
+        return observation
+
+    def _store(self) -> Store:
+        assert self.store is not None, "the daemon is not open"
+        return self.store
+
+    # ------------------------------------------------------------ time
+
+    def start_scheduler(self) -> None:
+        """Poll jobs per provider, edge jobs per schedule, and a policy-file watch."""
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._add_poll_jobs()
+        self._scheduler.add_job(
+            self.reload_if_changed,
+            IntervalTrigger(seconds=WATCH_INTERVAL),
+            id="watch-policies",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._schedule_edges(self._clock())
+        self._scheduler.start()
+
+    def _add_poll_jobs(self) -> None:
+        assert self._scheduler is not None
+        for name, config in self.policies.providers.items():
+            interval = config.poll_interval.total_seconds()
+            self._scheduler.add_job(
+                self.run_provider_cycle,
+                IntervalTrigger(seconds=interval, jitter=interval / 10),
+                args=[name],
+                id=f"poll:{name}",
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(interval),
+                next_run_time=self._clock(),
+            )
+
+    def _schedule_due_jobs(self, name: str, result: CycleResult, now: datetime) -> None:
+        """Exact-time jobs for warnings that fall due before the next poll."""
+        if self._scheduler is None or not self._scheduler.running:
+            return
+        interval = self.policies.providers[name].poll_interval
+        for decision in result.decisions:
+            due = decision.due_at
+            if decision.kind is DecisionKind.WARN and due is not None and due < now + interval:
+                self._scheduler.add_job(
+                    self.run_provider_cycle,
+                    DateTrigger(run_date=due + timedelta(seconds=0.2)),
+                    args=[name],
+                    id=f"due:{name}",
+                    replace_existing=True,
+                    misfire_grace_time=60,
+                )
+
+    def _schedule_edges(self, now: datetime) -> None:
+        assert self._scheduler is not None
+        for schedule_name, schedule in self.rules.schedules.items():
+            edge = next_edge(schedule, now)
+            if edge is not None:
+                self._scheduler.add_job(
+                    self._edge,
+                    DateTrigger(run_date=edge.at + timedelta(seconds=0.2)),
+                    id=f"edge:{schedule_name}",
+                    replace_existing=True,
+                    misfire_grace_time=900,
+                )
+
+    async def _edge(self) -> None:
+        await self.run_cycle()
+        self._schedule_edges(self._clock())
+
+    # ------------------------------------------------------------ reload
+
+    async def reload(self) -> bool:
+        """Load the policy files again; a bad set is rejected and the last good one stays."""
+        now = self._clock()
+        try:
+            policies = load_policy_set(self.settings, self._env)
+        except PolicyError as e:
+            problems = [str(p) for p in e.problems]
+            log.error("policy.rejected", problems=problems)
+            await self._store().add_events(
+                [ev.new_event(ev.POLICY_REJECTED, "policies", now=now, data={"problems": problems})]
+            )
+            return False
+        fingerprint = policy_fingerprint(policies)
+        if fingerprint == self._fingerprint:
+            return True
+        self.policies, self.rules, self._fingerprint = policies, rules_of(policies), fingerprint
+        for provider in self.providers.values():
+            await provider.aclose()
+        self._build_providers()
+        if self._scheduler is not None and self._scheduler.running:
+            for job in self._scheduler.get_jobs():
+                if job.id.startswith(("poll:", "due:", "edge:")):
+                    job.remove()
+            self._add_poll_jobs()
+            self._schedule_edges(now)
+        log.info("policy.loaded", policies=len(policies.policies), providers=len(self.providers))
+        await self._store().add_events(
+            [
+                ev.new_event(
+                    ev.POLICY_LOADED,
+                    "policies",
+                    now=now,
+                    data={
+                        "policies": [p.name for p in policies.policies],
+                        "fingerprint": fingerprint,
+                    },
+                )
+            ]
+        )
+        return True
+
+    async def reload_if_changed(self) -> None:
+        mtimes = policy_mtimes(self.settings.policy_path)
+        if mtimes != self._mtimes:
+            self._mtimes = mtimes
+            await self.reload()
+
+    # ------------------------------------------------------------ running
+
+    async def serve(self, *, until: anyio.Event | None = None) -> None:
+        """Run until SIGTERM/SIGINT (or `until`); SIGHUP reloads the policies."""
+        stop = until or anyio.Event()
+        self.start_scheduler()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._signals, stop, tg.cancel_scope)
+            tg.start_soon(self._watchdog)
+            await stop.wait()
+            self._notifier.stopping()
+            log.info("daemon.stopping")
+            await self._drain()
+            tg.cancel_scope.cancel()
+
+    async def _drain(self) -> None:
+        """Let in-flight cycles finish (their actions are recorded), within the grace period."""
+        assert self._scheduler is not None
+        self._scheduler.pause()
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            for lock in self._locks.values():
+                async with lock:
+                    pass
+        self._scheduler.shutdown(wait=False)
+
+    async def _signals(self, stop: anyio.Event, _scope: Any) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self._notifier.reloading()
+                    await self.reload()
+                    self._notifier.send(READY="1", STATUS="policies reloaded")
+                else:
+                    stop.set()
+                    return
+
+    async def _watchdog(self) -> None:
+        interval = self._notifier.watchdog_seconds
+        if not interval:
+            return
+        while True:
+            self._notifier.watchdog()
+            await anyio.sleep(interval / 2)
+
+    def _announce_ready_once(self) -> None:
+        """READY=1 once every provider has been polled once (successfully or not)."""
+        if self.ready.is_set():
+            return
+        if all(s.last_success_at or s.last_error for s in self.status.values()):
+            self.ready.set()
+            ok = sum(1 for s in self.status.values() if s.last_success_at)
+            self._notifier.ready(f"watching {ok}/{len(self.status)} providers")
+
+
+def _skipped_event(provider: str, native_id: str | None, reason: str, now: datetime) -> Event:
+    subject = f"{provider}/{native_id}" if native_id else provider
+    return ev.new_event(
+        ev.PROVIDER_ANSWER_REJECTED,
+        subject,
+        now=now,
+        data={"provider": provider, "workspace": subject if native_id else None, "reason": reason},
+    )
+
+
+def policy_mtimes(paths: Sequence[Path]) -> dict[Path, float]:
+    """The modification times of every policy file, to notice edits cheaply."""
+    found: dict[Path, float] = {}
+    for path in paths:
+        candidates = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
+        for candidate in candidates:
+            try:
+                found[candidate] = candidate.stat().st_mtime
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def describe(ws: Workspace) -> str:
+    return f"{ws.ref} ({ws.name}, {ws.owner}, {ws.state})"

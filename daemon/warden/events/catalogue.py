@@ -1,0 +1,103 @@
+"""The catalogue of event types, and the one way to build an Event.
+
+Names are `warden.<noun>.<past-tense verb>`; the README lists each with an example.
+`data` is JSON-ready: strings, numbers, booleans, lists and objects, never a secret.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from warden.model import Decision, DecisionKind, Event, Verb
+
+WORKSPACE_WARNED: Final = "warden.workspace.warned"
+WORKSPACE_WARNING_CLEARED: Final = "warden.workspace.warning_cleared"
+WORKSPACE_STOPPED: Final = "warden.workspace.stopped"
+WORKSPACE_RESUMED: Final = "warden.workspace.resumed"
+WORKSPACE_EXTENDED: Final = "warden.workspace.extended"
+WORKSPACE_NOTIFIED: Final = "warden.workspace.notified"
+WORKSPACE_SKIPPED: Final = "warden.workspace.skipped"
+WORKSPACE_SNOOZED: Final = "warden.workspace.snoozed"
+ACTION_PLANNED: Final = "warden.action.planned"  # dry run: what would have happened
+ACTION_FAILED: Final = "warden.action.failed"
+ACTION_HELD: Final = "warden.action.held"  # a safety rail held an action back
+PROVIDER_UNREACHABLE: Final = "warden.provider.unreachable"
+PROVIDER_RECOVERED: Final = "warden.provider.recovered"
+PROVIDER_ANSWER_REJECTED: Final = "warden.provider.answer_rejected"
+POLICY_REJECTED: Final = "warden.policy.rejected"
+POLICY_LOADED: Final = "warden.policy.loaded"
+
+SEVERITY: Mapping[str, str] = {
+    WORKSPACE_WARNED: "warning",
+    WORKSPACE_WARNING_CLEARED: "info",
+    WORKSPACE_STOPPED: "warning",
+    WORKSPACE_RESUMED: "info",
+    WORKSPACE_EXTENDED: "info",
+    WORKSPACE_NOTIFIED: "warning",
+    WORKSPACE_SKIPPED: "info",
+    WORKSPACE_SNOOZED: "info",
+    ACTION_PLANNED: "info",
+    ACTION_FAILED: "critical",
+    ACTION_HELD: "critical",
+    PROVIDER_UNREACHABLE: "critical",
+    PROVIDER_RECOVERED: "info",
+    PROVIDER_ANSWER_REJECTED: "warning",
+    POLICY_REJECTED: "critical",
+    POLICY_LOADED: "info",
+}
+
+DONE_BY_VERB: Mapping[Verb, str] = {
+    Verb.STOP: WORKSPACE_STOPPED,
+    Verb.RESUME: WORKSPACE_RESUMED,
+    Verb.EXTEND: WORKSPACE_EXTENDED,
+    Verb.NOTIFY: WORKSPACE_NOTIFIED,
+}
+
+
+def new_event(type_: str, subject: str, *, now: datetime, data: Mapping[str, Any]) -> Event:
+    """An event of a catalogued type with a fresh id."""
+    if type_ not in SEVERITY:
+        raise ValueError(f"event type {type_!r} is not in the catalogue")
+    return Event(
+        id=str(uuid.uuid4()),
+        type=type_,
+        subject=subject,
+        time=now,
+        data=dict(data),
+        severity=SEVERITY[type_],
+    )
+
+
+def decision_data(decision: Decision) -> dict[str, Any]:
+    """The part of an event's data that says what was decided and why."""
+    data: dict[str, Any] = {
+        "workspace": str(decision.workspace),
+        "provider": decision.workspace.provider,
+        "policy": decision.policy,
+        "decision": str(decision.kind),
+        "reason": decision.reason,
+        "dry_run": decision.dry_run,
+        "facts": dict(decision.facts),
+    }
+    if decision.verb is not None:
+        data["action"] = str(decision.verb)
+    if decision.due_at is not None:
+        data["due_at"] = decision.due_at.isoformat()
+    if decision.extend_to is not None:
+        data["extend_to"] = decision.extend_to.isoformat()
+    return data
+
+
+def decision_event(decision: Decision, *, now: datetime, extra: Mapping[str, Any] = {}) -> Event:
+    """The event that reports a WARN, CLEAR or SKIP decision."""
+    type_ = {
+        DecisionKind.WARN: WORKSPACE_WARNED,
+        DecisionKind.CLEAR: WORKSPACE_WARNING_CLEARED,
+        DecisionKind.SKIP: WORKSPACE_SKIPPED,
+    }[decision.kind]
+    return new_event(
+        type_, str(decision.workspace), now=now, data=decision_data(decision) | dict(extra)
+    )

@@ -1,0 +1,1 @@
+"""The policy language: models, loading with precise errors, schedules, and decide()."""

@@ -1,0 +1,385 @@
+"""decide(): policies + snapshots + memory + now → decisions. Pure: no I/O, no clock.
+
+Every decision carries the facts that justify it. When a fact is missing or stale the
+answer is "do nothing" (a SKIP that says why), never a stop.
+
+Conflicts between policies on one workspace resolve by one rule, the most protective
+wins: an extension beats a stop; among stops, a schedule's stop wins (Warden will undo
+it at opening); warnings, clears and notifications all pass through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from warden.model import (
+    EMPTY_MEMORY,
+    Decision,
+    DecisionKind,
+    Memory,
+    State,
+    Verb,
+    Workspace,
+    WorkspaceId,
+)
+from warden.policy.durations import format_duration
+from warden.policy.models import GlobalSettings, Policy, Schedule
+from warden.policy.schedule import edges_between, is_open, next_edge
+from warden.policy.selector import covers
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What decide() needs from a loaded policy set."""
+
+    policies: Sequence[Policy]
+    schedules: Mapping[str, Schedule]
+    settings: GlobalSettings
+
+
+def decide(
+    rules: Rules,
+    workspaces: Sequence[Workspace],
+    memory: Mapping[WorkspaceId, Memory],
+    *,
+    now: datetime,
+    since: datetime | None,
+) -> list[Decision]:
+    """All decisions for one cycle. `since` is the previous cycle's `now` (None at first)."""
+    decisions: list[Decision] = []
+    for ws in workspaces:
+        mem = memory.get(ws.id, EMPTY_MEMORY)
+        candidates = [
+            decision
+            for policy in rules.policies
+            if covers(policy, ws)
+            for decision in [decide_policy(rules, policy, ws, mem, now=now, since=since)]
+            if decision is not None
+        ]
+        decisions.extend(resolve_conflicts(candidates, rules))
+    return decisions
+
+
+def decide_policy(
+    rules: Rules,
+    policy: Policy,
+    ws: Workspace,
+    mem: Memory,
+    *,
+    now: datetime,
+    since: datetime | None,
+) -> Decision | None:
+    """One policy's view of one workspace."""
+    dry_run = policy.dry_run or rules.settings.dry_run
+    if policy.schedule is not None:
+        schedule = rules.schedules[policy.schedule]
+        decision = decide_schedule(policy, schedule, ws, mem, now=now, since=since)
+    else:
+        decision = decide_trigger(policy, ws, mem, now=now, settings=rules.settings)
+    if decision is None or not dry_run:
+        return decision
+    return _with(decision, dry_run=True)
+
+
+# ---------------------------------------------------------------- when: idle_for / running_for
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """How far a workspace is along a trigger, and where the line is."""
+
+    trigger: str  # "idle_for" or "running_for"
+    value: timedelta
+    limit: timedelta  # the threshold, pushed by the extensions used so far
+
+    def due_at(self, now: datetime) -> datetime:
+        return now + (self.limit - self.value)
+
+
+def decide_trigger(
+    policy: Policy, ws: Workspace, mem: Memory, *, now: datetime, settings: GlobalSettings
+) -> Decision | None:
+    """Idle and lifetime policies: warn, then act, extending first where the policy says."""
+    warning = mem.warnings.get(policy.name)
+    if ws.state is not State.RUNNING or ws.transitioning:
+        if warning is not None and not ws.transitioning:
+            return _decision(DecisionKind.CLEAR, policy, ws, reason=f"workspace is {ws.state}")
+        return None
+    measure = measure_of(policy, ws, mem, now=now)
+    if measure is None:
+        return _skip(policy, ws, "activity unknown: the platform did not say", warning is not None)
+    if now - ws.observed_at > settings.max_staleness:
+        return _skip(policy, ws, "facts are stale", True)
+    facts = measure_facts(measure, ws, mem, policy)
+    if policy.do is Verb.NOTIFY:
+        return _notify_once(policy, ws, mem, measure, facts)
+    extension = _extension(policy, ws, mem, measure, now=now, facts=facts)
+    if extension is not None or policy.do is Verb.EXTEND:
+        return extension
+    return _warn_then_stop(policy, ws, mem, measure, now=now, facts=facts)
+
+
+def measure_of(policy: Policy, ws: Workspace, mem: Memory, *, now: datetime) -> Measure | None:
+    assert policy.when is not None
+    used = mem.extensions_used.get(policy.name, 0)
+    pushed = policy.extend.by * min(used, policy.extend.max) if policy.extend else timedelta(0)
+    if policy.when.idle_for is not None:
+        idle = ws.idle_for(now)
+        return None if idle is None else Measure("idle_for", idle, policy.when.idle_for + pushed)
+    assert policy.when.running_for is not None
+    started = _earliest(ws.started_at, mem.running_since)
+    if started is None:
+        return None
+    return Measure(
+        "running_for", max(now - started, timedelta(0)), policy.when.running_for + pushed
+    )
+
+
+def _extension(
+    policy: Policy,
+    ws: Workspace,
+    mem: Memory,
+    measure: Measure,
+    *,
+    now: datetime,
+    facts: dict[str, Any],
+) -> Decision | None:
+    """Push the platform's deadline instead of stopping, while extensions remain."""
+    if policy.extend is None or measure.value < measure.limit:
+        return None
+    if mem.extensions_used.get(policy.name, 0) >= policy.extend.max:
+        return None
+    until = max(ws.deadline or now, now) + policy.extend.by
+    if ws.max_deadline is not None:
+        until = min(until, ws.max_deadline)
+    if until <= now:
+        return None  # the platform allows no more: fall through to the stop
+    return _decision(
+        DecisionKind.ACT,
+        policy,
+        ws,
+        verb=Verb.EXTEND,
+        reason=f"{measure.trigger} reached {format_duration(measure.limit)}: extending",
+        extend_to=until,
+        facts=facts | {"extend_to": until.isoformat()},
+    )
+
+
+def _warn_then_stop(
+    policy: Policy,
+    ws: Workspace,
+    mem: Memory,
+    measure: Measure,
+    *,
+    now: datetime,
+    facts: dict[str, Any],
+) -> Decision | None:
+    warning = mem.warnings.get(policy.name)
+    lead = policy.warn_before or timedelta(0)
+    if measure.value < measure.limit - lead:
+        if warning is None:
+            return None
+        return _decision(DecisionKind.CLEAR, policy, ws, reason="activity resumed", facts=facts)
+    reason = (
+        f"{measure.trigger} {format_duration(measure.value)} ≥ {format_duration(measure.limit)}"
+    )
+    if policy.warn_before is not None and warning is None:
+        due = max(measure.due_at(now), now + policy.warn_before)
+        return _decision(
+            DecisionKind.WARN, policy, ws, verb=policy.do, reason=reason, due_at=due, facts=facts
+        )
+    due = max(warning.due_at if warning else now, mem.snoozed_until or now)
+    if now < due or measure.value < measure.limit:
+        if mem.snoozed_until is not None and mem.snoozed_until > now:
+            return _skip(policy, ws, f"snoozed until {mem.snoozed_until.isoformat()}", True)
+        return None
+    return _decision(DecisionKind.ACT, policy, ws, verb=policy.do, reason=reason, facts=facts)
+
+
+def _notify_once(
+    policy: Policy, ws: Workspace, mem: Memory, measure: Measure, facts: dict[str, Any]
+) -> Decision | None:
+    """`do: notify` tells once per episode; the warning record remembers that it did."""
+    told = policy.name in mem.warnings
+    if measure.value < measure.limit:
+        return (
+            _decision(DecisionKind.CLEAR, policy, ws, reason="back under", facts=facts)
+            if told
+            else None
+        )
+    if told:
+        return None
+    reason = (
+        f"{measure.trigger} {format_duration(measure.value)} ≥ {format_duration(measure.limit)}"
+    )
+    return _decision(DecisionKind.ACT, policy, ws, verb=Verb.NOTIFY, reason=reason, facts=facts)
+
+
+def measure_facts(measure: Measure, ws: Workspace, mem: Memory, policy: Policy) -> dict[str, Any]:
+    """The facts behind a trigger decision, JSON-ready, for events and explain."""
+    facts: dict[str, Any] = {
+        measure.trigger: format_duration(measure.value),
+        "limit": format_duration(measure.limit),
+        "observed_at": ws.observed_at.isoformat(),
+        "state": str(ws.state),
+    }
+    if ws.last_active_at is not None:
+        facts["last_active_at"] = ws.last_active_at.isoformat()
+    if policy.extend is not None:
+        facts["extensions_used"] = mem.extensions_used.get(policy.name, 0)
+        facts["extensions_max"] = policy.extend.max
+    if (warning := mem.warnings.get(policy.name)) is not None:
+        facts["warned_at"] = warning.warned_at.isoformat()
+        facts["due_at"] = warning.due_at.isoformat()
+    if mem.snoozed_until is not None:
+        facts["snoozed_until"] = mem.snoozed_until.isoformat()
+    return facts
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def decide_schedule(
+    policy: Policy,
+    schedule: Schedule,
+    ws: Workspace,
+    mem: Memory,
+    *,
+    now: datetime,
+    since: datetime | None,
+) -> Decision | None:
+    """Act at the schedule's edges only: stop at closing, resume at opening what we stopped.
+
+    A workspace someone starts while closed is theirs until the next edge.
+    """
+    edges = edges_between(schedule, since, now) if since is not None else []
+    last = edges[-1] if edges else None
+    facts = {"schedule": policy.schedule, "open": is_open(schedule, now)}
+    if ws.transitioning:
+        return None
+    if ws.state is State.STOPPED:
+        if last is not None and last.opening and mem.stopped_by == policy.name and facts["open"]:
+            return _decision(
+                DecisionKind.ACT, policy, ws, verb=Verb.RESUME, reason="opening", facts=facts
+            )
+        return None
+    warning = mem.warnings.get(policy.name)
+    if ws.state is not State.RUNNING:
+        return (
+            _decision(DecisionKind.CLEAR, policy, ws, reason=f"workspace is {ws.state}")
+            if warning
+            else None
+        )
+    if warning is not None:
+        return _closing_due(policy, ws, mem, warning.due_at, now=now, facts=facts)
+    if last is not None and not last.opening and now - last.at <= schedule.misfire_grace:
+        if policy.warn_before is not None:  # the edge came before any warning: warn late
+            return _decision(
+                DecisionKind.WARN,
+                policy,
+                ws,
+                verb=policy.do,
+                reason="closing",
+                due_at=now + policy.warn_before,
+                facts=facts,
+            )
+        return _closing_due(policy, ws, mem, last.at, now=now, facts=facts)
+    return _closing_soon(policy, schedule, ws, now=now, facts=facts)
+
+
+def _closing_due(
+    policy: Policy,
+    ws: Workspace,
+    mem: Memory,
+    due: datetime,
+    *,
+    now: datetime,
+    facts: dict[str, Any],
+) -> Decision | None:
+    due = max(due, mem.snoozed_until or due)
+    if not facts["open"] and now >= due:
+        return _decision(DecisionKind.ACT, policy, ws, verb=policy.do, reason="closed", facts=facts)
+    if facts["open"]:
+        return _decision(DecisionKind.CLEAR, policy, ws, reason="open again", facts=facts)
+    return None
+
+
+def _closing_soon(
+    policy: Policy, schedule: Schedule, ws: Workspace, *, now: datetime, facts: dict[str, Any]
+) -> Decision | None:
+    if policy.warn_before is None or not facts["open"]:
+        return None
+    edge = next_edge(schedule, now)
+    if edge is None or edge.opening or edge.at - now > policy.warn_before:
+        return None
+    return _decision(
+        DecisionKind.WARN,
+        policy,
+        ws,
+        verb=policy.do,
+        reason="closing soon",
+        due_at=edge.at,
+        facts=facts | {"closes_at": edge.at.isoformat()},
+    )
+
+
+# ---------------------------------------------------------------- conflicts and helpers
+
+
+def resolve_conflicts(candidates: list[Decision], rules: Rules) -> list[Decision]:
+    """At most one state-changing action per workspace; the most protective one wins."""
+    changing = [d for d in candidates if d.kind is DecisionKind.ACT and d.verb is not Verb.NOTIFY]
+    if len(changing) <= 1:
+        return candidates
+    winner = min(changing, key=lambda d: _protection_rank(d, rules))
+    losers = {id(d) for d in changing if d is not winner}
+    return [d for d in candidates if id(d) not in losers]
+
+
+def _protection_rank(decision: Decision, rules: Rules) -> int:
+    if decision.verb is Verb.EXTEND:
+        return 0
+    if decision.verb is Verb.RESUME:
+        return 1
+    by_name = {p.name: p for p in rules.policies}
+    return 2 if by_name[decision.policy].schedule is not None else 3
+
+
+def _decision(
+    kind: DecisionKind,
+    policy: Policy,
+    ws: Workspace,
+    *,
+    verb: Verb | None = None,
+    reason: str,
+    due_at: datetime | None = None,
+    extend_to: datetime | None = None,
+    facts: Mapping[str, Any] | None = None,
+) -> Decision:
+    return Decision(
+        kind=kind,
+        workspace=ws.id,
+        policy=policy.name,
+        verb=verb,
+        reason=reason,
+        due_at=due_at,
+        extend_to=extend_to,
+        facts=dict(facts or {}),
+    )
+
+
+def _skip(policy: Policy, ws: Workspace, reason: str, worth_saying: bool) -> Decision | None:
+    """A SKIP only where it changes an outcome; otherwise silence keeps the log readable."""
+    return _decision(DecisionKind.SKIP, policy, ws, reason=reason) if worth_saying else None
+
+
+def _with(decision: Decision, *, dry_run: bool) -> Decision:
+    return replace(decision, dry_run=dry_run)
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return min(known) if known else None

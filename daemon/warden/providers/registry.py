@@ -1,0 +1,34 @@
+"""Provider types by the `type` name used in policy files, and what each can do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from warden.providers import coder
+from warden.providers.base import Capability, Provider
+
+Factory = Callable[[str, Any, aiohttp.ClientSession], Provider]
+
+FACTORIES: Mapping[str, Factory] = {
+    "coder": coder.CoderAdapter,
+}
+CAPABILITIES: Mapping[str, frozenset[Capability]] = {
+    "coder": coder.CAPABILITIES,
+}
+
+
+def capability_names() -> dict[str, frozenset[str]]:
+    """Capabilities as plain strings, for validating policy files."""
+    return {kind: frozenset(str(c) for c in caps) for kind, caps in CAPABILITIES.items()}
+
+
+def build_provider(name: str, config: Any, http: aiohttp.ClientSession) -> Provider:
+    """The adapter for one configured provider instance."""
+    try:
+        factory = FACTORIES[config.type]
+    except KeyError:
+        raise ValueError(f"provider {name!r}: type {config.type!r} is not supported yet") from None
+    return factory(name, config, http)

@@ -1,0 +1,52 @@
+"""Readable lines for people: what a cycle warned, did and left alone, and why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from warden.actuator import CycleOutcome
+from warden.model import Decision, DecisionKind, Workspace, WorkspaceId
+
+
+def decision_line(decision: Decision, names: Mapping[WorkspaceId, Workspace]) -> str:
+    """One decision as a line: verb, workspace, policy, reason, and when."""
+    ws = names.get(decision.workspace)
+    who = f"{decision.workspace}" + (f" ({ws.name}, {ws.owner})" if ws else "")
+    head = _label(decision)
+    tail = ""
+    if decision.due_at is not None:
+        tail = f" — {decision.verb} at {decision.due_at:%H:%M:%S} UTC unless snoozed"
+    if decision.extend_to is not None:
+        tail = f" — deadline now {decision.extend_to:%H:%M:%S} UTC"
+    dry = " [dry run]" if decision.dry_run else ""
+    return f"{head:<9} {who} · {decision.policy}: {decision.reason}{tail}{dry}"
+
+
+def _label(decision: Decision) -> str:
+    if decision.kind is DecisionKind.ACT and decision.verb is not None:
+        return str(decision.verb).upper()
+    return str(decision.kind).upper()
+
+
+def outcome_lines(outcome: CycleOutcome, names: Mapping[WorkspaceId, Workspace]) -> Iterable[str]:
+    """What a cycle did, failed to do or held back."""
+    for decision in outcome.warned:
+        yield decision_line(decision, names)
+    for decision in outcome.cleared:
+        yield decision_line(decision, names)
+    for decision in [*outcome.done, *outcome.planned]:
+        yield decision_line(decision, names)
+    for decision, why in outcome.failed:
+        yield f"FAILED    {decision.workspace} · {decision.policy}: {decision.verb}: {why}"
+    for decision, why in outcome.held:
+        yield f"HELD      {decision.workspace} · {decision.policy}: {decision.verb}: {why}"
+
+
+def left_alone_lines(
+    workspaces: Iterable[Workspace], decisions: Iterable[Decision]
+) -> Iterable[str]:
+    """Workspaces no policy acted on this cycle, with their state."""
+    touched = {d.workspace for d in decisions if d.kind is not DecisionKind.SKIP}
+    for ws in workspaces:
+        if ws.id not in touched:
+            yield f"{'OK':<9} {ws.id} ({ws.name}, {ws.owner}) · {ws.state}: left alone"
