@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -91,6 +91,7 @@ class Daemon:
         sleep: Sleep | None = None,
         env: Mapping[str, str] | None = None,
         notifier: Notifier | None = None,
+        on_cycle: Callable[[CycleResult], None] | None = None,
     ) -> None:
         self.settings = settings
         self.policies = policies
@@ -99,6 +100,7 @@ class Daemon:
         self._sleep = sleep
         self._env = env
         self._notifier = notifier or Notifier({})
+        self._on_cycle = on_cycle
         self._fingerprint = policy_fingerprint(policies)
         self._mtimes: dict[Path, float] = {}
         self.providers: dict[str, Provider] = {}
@@ -163,6 +165,8 @@ class Daemon:
                 result = await self._cycle(name, now)
         self._schedule_due_jobs(name, result, now)
         self._announce_ready_once()
+        if self._on_cycle is not None:
+            self._on_cycle(result)
         return result
 
     async def _cycle(self, name: str, now: datetime) -> CycleResult:
@@ -359,7 +363,7 @@ class Daemon:
 
     # ------------------------------------------------------------ running
 
-    async def serve(self, *, until: anyio.Event | None = None) -> None:
+    async def serve(self, until: anyio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT (or `until`); SIGHUP reloads the policies."""
         stop = until or anyio.Event()
         self.start_scheduler()

@@ -1,0 +1,271 @@
+"""The daemon end to end in-process: simulator, SQLite file, real cycles, moved time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from warden.clock import ManualClock
+from warden.daemon import Daemon, load_policy_set
+from warden.events import catalogue as ev
+from warden.model import State, WorkspaceId
+from warden.settings import Settings
+from warden.sim.coder import CoderSim
+
+TOKEN = "daemon-test-token-0123456789"
+H = timedelta(hours=1)
+M = timedelta(minutes=1)
+
+POLICIES = """
+version: 1
+settings: {max_actions_per_cycle: 10, max_percent_per_cycle: 100%%}
+providers:
+  coder: {type: coder, url: "%(url)s", token: "${CODER_TOKEN}", poll_interval: 60s}
+policies:
+  - name: idle-dev
+    exclude: {template: [protected]}
+    when: {idle_for: 2h}
+    warn_before: 15m
+  - name: max-lifetime
+    exclude: {template: [protected]}
+    when: {running_for: 12h}
+    extend: {by: 2h, max: 1}
+"""
+
+
+@dataclass
+class Rig:
+    sim: CoderSim
+    clock: ManualClock
+    settings: Settings
+    env: dict[str, str]
+    policy_file: Path
+
+    def daemon(self) -> Daemon:
+        return Daemon(
+            self.settings,
+            policies=load_policy_set(self.settings, self.env),
+            clock=self.clock,
+            env=self.env,
+            sleep=_no_wait,
+        )
+
+    def add(self, name: str, **fields) -> WorkspaceId:
+        defaults = {
+            "owner": "alice",
+            "template": "python",
+            "status": "running",
+            "last_used_at": self.clock() - 5 * M,
+            "started_at": self.clock() - H,
+        }
+        return WorkspaceId("coder", self.sim.add_workspace(name=name, **(defaults | fields)))
+
+    def state(self, ws: WorkspaceId) -> str:
+        return self.sim.workspace(ws.native)["latest_build"]["status"]
+
+
+async def _no_wait(_seconds: float) -> None:
+    return None
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Rig]:
+    sim = CoderSim(token=TOKEN, clock=clock, build_seconds=2.0)
+    async with TestServer(sim.app(), host="127.0.0.1", port=0) as server:
+        policy_file = tmp_path / "policies.yaml"
+        policy_file.write_text(POLICIES % {"url": str(server.make_url("/"))})
+        settings = Settings(policy_path=[policy_file], state_dir=tmp_path / "state")
+        yield Rig(sim, clock, settings, {"CODER_TOKEN": TOKEN}, policy_file)
+
+
+async def events_of(daemon: Daemon) -> list:
+    assert daemon.store is not None
+    return await daemon.store.events_after(0, limit=10_000)
+
+
+def builds(sim: CoderSim) -> list[str]:
+    return [path for method, path in sim.calls if method == "POST" and path.endswith("/builds")]
+
+
+async def test_idle_workspace_is_warned_then_stopped_at_the_deadline(rig: Rig):
+    idle = rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    busy = rig.add("busy")
+    async with rig.daemon() as daemon:
+        [result] = await daemon.run_cycle()
+        assert [(d.kind, d.workspace) for d in result.outcome.warned] == [("warn", idle)]
+        rig.clock.advance(minutes=14)
+        await daemon.run_cycle()
+        assert builds(rig.sim) == []
+        rig.clock.advance(minutes=1)
+        [result] = await daemon.run_cycle()
+        assert [d.workspace for d in result.outcome.done] == [idle]
+        assert builds(rig.sim) == [f"/api/v2/workspaces/{idle.native}/builds"]
+        types = [e.type for e in await events_of(daemon)]
+    assert types.count(ev.WORKSPACE_WARNED) == 1
+    assert types.count(ev.WORKSPACE_STOPPED) == 1
+    assert rig.state(busy) == "running"
+
+
+async def test_over_age_workspace_is_extended_once_then_stopped(rig: Rig):
+    old = rig.add("old", started_at=rig.clock() - 13 * H)
+    async with rig.daemon() as daemon:
+        [result] = await daemon.run_cycle()
+        assert [(d.verb, d.workspace) for d in result.outcome.done] == [("extend", old)]
+        rig.clock.advance(minutes=1)
+        await daemon.run_cycle()
+        assert sum(1 for m, p in rig.sim.calls if p.endswith("/extend")) == 1
+        rig.clock.advance(hours=2)
+        rig.sim.set_last_used(old.native, rig.clock())
+        [result] = await daemon.run_cycle()
+        assert [(d.verb, d.workspace) for d in result.outcome.done] == [("stop", old)]
+
+
+async def test_stopped_starting_and_excluded_workspaces_are_left_alone(rig: Rig):
+    rig.add("stopped", status="stopped", last_used_at=rig.clock() - 30 * H)
+    rig.add("starting", status="starting", last_used_at=rig.clock() - 30 * H)
+    rig.add(
+        "exempt",
+        template="protected",
+        last_used_at=rig.clock() - 30 * H,
+        started_at=rig.clock() - 30 * H,
+    )
+    async with rig.daemon() as daemon:
+        for _ in range(3):
+            await daemon.run_cycle()
+            rig.clock.advance(minutes=20)
+    assert builds(rig.sim) == []
+    assert not any(p.endswith("/extend") for _, p in rig.sim.calls)
+
+
+async def test_a_badly_described_workspace_is_skipped_with_an_event_and_never_acted_on(rig: Rig):
+    bad = rig.add("bad", last_used_at=rig.clock() - 30 * H)
+    rig.sim.corrupt_workspace(bad.native, "latest_build.status", "exploding")
+    async with rig.daemon() as daemon:
+        [result] = await daemon.run_cycle()
+        assert result.observation is not None
+        assert [s.native_id for s in result.observation.skipped] == [bad.native]
+        rejected = [e for e in await events_of(daemon) if e.type == ev.PROVIDER_ANSWER_REJECTED]
+    assert [e.subject for e in rejected] == [str(bad)]
+    assert builds(rig.sim) == []
+
+
+async def test_an_unreachable_provider_is_reported_once_and_the_loop_goes_on(rig: Rig):
+    rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    async with rig.daemon() as daemon:
+        rig.sim.fail_next("GET", "/api/v2/workspaces", status=503, times=2)
+        [first] = await daemon.run_cycle()
+        [second] = await daemon.run_cycle()
+        [third] = await daemon.run_cycle()
+        types = [e.type for e in await events_of(daemon)]
+    assert first.error is not None
+    assert second.error is not None
+    assert third.error is None
+    assert types.count(ev.PROVIDER_UNREACHABLE) == 1
+    assert types.count(ev.PROVIDER_RECOVERED) == 1
+
+
+async def test_a_restart_never_repeats_an_action(rig: Rig):
+    idle = rig.add("idle", last_used_at=rig.clock() - 3 * H, started_at=rig.clock() - H)
+    started = rig.sim.workspace(idle.native)["latest_build"]["created_at"]
+    async with rig.daemon() as daemon:
+        await daemon.run_cycle()
+        rig.clock.advance(minutes=15)
+        await daemon.run_cycle()
+    assert len(builds(rig.sim)) == 1
+    # The platform "loses" the stop: the same running period shows up again.
+    for field, value in (
+        ("latest_build.status", "running"),
+        ("latest_build.transition", "start"),
+        ("latest_build.created_at", started),
+        ("latest_build.job.status", "succeeded"),
+    ):
+        rig.sim.corrupt_workspace(idle.native, field, value)
+    async with rig.daemon() as daemon:
+        rig.clock.advance(minutes=1)
+        await daemon.run_cycle()  # warns again: the stop cleared the old warning
+        rig.clock.advance(minutes=16)
+        await daemon.run_cycle()  # due again, but this period's stop is already recorded
+    assert len(builds(rig.sim)) == 1
+
+
+async def test_too_many_stops_in_one_cycle_are_all_held(rig: Rig):
+    rig.policy_file.write_text(
+        rig.policy_file.read_text().replace("max_actions_per_cycle: 10", "max_actions_per_cycle: 2")
+    )
+    for i in range(3):
+        rig.add(f"idle-{i}", last_used_at=rig.clock() - 3 * H)
+    rig.policy_file.write_text(rig.policy_file.read_text().replace("warn_before: 15m\n", ""))
+    async with rig.daemon() as daemon:
+        [result] = await daemon.run_cycle()
+        held = [e for e in await events_of(daemon) if e.type == ev.ACTION_HELD]
+    assert len(result.outcome.held) == 3
+    assert builds(rig.sim) == []
+    assert len(held) == 1
+
+
+async def test_dry_run_tells_and_never_acts(rig: Rig):
+    rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    rig.settings = rig.settings.model_copy(update={"dry_run": True})
+    async with rig.daemon() as daemon:
+        await daemon.run_cycle()
+        rig.clock.advance(minutes=15)
+        await daemon.run_cycle()
+        await daemon.run_cycle()
+        types = [e.type for e in await events_of(daemon)]
+    assert builds(rig.sim) == []
+    assert types.count(ev.ACTION_PLANNED) == 1
+
+
+async def test_a_workspace_used_since_the_poll_is_not_stopped(rig: Rig):
+    idle = rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    rig.policy_file.write_text(rig.policy_file.read_text().replace("warn_before: 15m\n", ""))
+    async with rig.daemon() as daemon:
+        await daemon.run_cycle()  # stops at once: no warning in this policy set
+    assert len(builds(rig.sim)) == 1
+    other = rig.add("other", last_used_at=rig.clock() - 3 * H)
+    rig.sim.set_last_used_on_next_read(other.native, rig.clock())
+    async with rig.daemon() as daemon:
+        [result] = await daemon.run_cycle()
+    assert len(builds(rig.sim)) == 1
+    assert [d.workspace for d, _ in result.outcome.held] == [other]
+    assert idle != other
+
+
+async def test_a_bad_policy_edit_is_rejected_and_the_last_good_set_stays(rig: Rig):
+    async with rig.daemon() as daemon:
+        good = [p.name for p in daemon.policies.policies]
+        rig.policy_file.write_text(
+            rig.policy_file.read_text().replace("idle_for: 2h", "idle_for: two hours")
+        )
+        assert not await daemon.reload()
+        assert [p.name for p in daemon.policies.policies] == good
+        rejected = [e for e in await events_of(daemon) if e.type == ev.POLICY_REJECTED]
+    [event] = rejected
+    assert 'expected a duration such as "2h", got "two hours"' in event.data["problems"][0]
+    assert f"{rig.policy_file}:" in event.data["problems"][0]
+
+
+async def test_a_good_policy_edit_takes_effect_on_reload(rig: Rig):
+    async with rig.daemon() as daemon:
+        rig.policy_file.write_text(
+            rig.policy_file.read_text().replace("name: idle-dev", "name: idle-renamed")
+        )
+        assert await daemon.reload()
+        assert "idle-renamed" in [p.name for p in daemon.policies.policies]
+
+
+async def test_the_state_progression_reaches_stopped(rig: Rig):
+    idle = rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    async with rig.daemon() as daemon:
+        await daemon.run_cycle()
+        rig.clock.advance(minutes=15)
+        await daemon.run_cycle()
+        rig.clock.advance(seconds=5)
+        [result] = await daemon.run_cycle()
+    [ws] = [w for w in result.observation.workspaces if w.id == idle]
+    assert ws.state is State.STOPPED
