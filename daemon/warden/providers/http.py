@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -63,15 +64,26 @@ async def raise_for_status(
     raise ProviderRejected(provider, message, status=status)
 
 
-async def read_json(resp: aiohttp.ClientResponse, provider: str, what: str) -> Any:
-    """The JSON body, or BadAnswer when it is truncated, not JSON, or not UTF-8."""
+async def read_json(
+    resp: aiohttp.ClientResponse, provider: str, what: str, *, exact_numbers: bool = False
+) -> Any:
+    """The JSON body, or BadAnswer when it is truncated, not JSON, or not UTF-8.
+
+    NaN and Infinity are refused; `exact_numbers` reads fractions as Decimal (money).
+    """
     try:
         raw = await resp.read()
-        return json.loads(raw)
+        return json.loads(
+            raw, parse_float=Decimal if exact_numbers else float, parse_constant=_no_constant
+        )
     except (ValueError, UnicodeDecodeError) as e:
         raise BadAnswer(provider, f"{what}: malformed JSON: {e}") from e
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as e:
         raise ProviderUnavailable(provider, f"{what}: answer cut short: {e!r}") from e
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
 
 
 def transport_error(provider: str, what: str, error: BaseException) -> ProviderUnavailable:

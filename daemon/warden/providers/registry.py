@@ -7,16 +7,18 @@ from typing import Any
 
 import aiohttp
 
-from warden.providers import coder
+from warden.providers import agentrun, coder
 from warden.providers.base import Capability, Provider
 
 Factory = Callable[[str, Any, aiohttp.ClientSession], Provider]
 
 FACTORIES: Mapping[str, Factory] = {
     "coder": coder.CoderAdapter,
+    "agentrun": agentrun.AgentRunAdapter,
 }
 CAPABILITIES: Mapping[str, frozenset[Capability]] = {
     "coder": coder.CAPABILITIES,
+    "agentrun": agentrun.CAPABILITIES,
 }
 
 
