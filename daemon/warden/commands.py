@@ -127,16 +127,18 @@ def _snapshot(row: Any) -> Any:
 
 def print_explanation(report: dict[str, Any]) -> None:
     print(f"workspace: {report['workspace']}")
-    for key, value in _plain(report["record"]).items():
+    for key, value in report["record"].items():
         print(f"  {key}: {value}")
     if "policies" in report:
         print(f"policies covering it: {', '.join(report['policies']) or 'none'}")
     print("memory:")
-    for key, value in _plain(report["memory"]).items():
+    for key, value in report["memory"].items():
         print(f"  {key}: {value}")
     print("recent decisions (newest first):")
     for decision in report["decisions"]:
-        print(f"  {_plain(decision)}")
+        print(
+            f"  {decision['time']} {decision['policy']}: {decision['kind']} {decision.get('verb') or ''} {decision['reason']}"
+        )
 
 
 def _plain(value: Any) -> dict[str, Any]:

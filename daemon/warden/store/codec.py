@@ -1,0 +1,211 @@
+"""Conversions between Warden's values and the store's rows and JSON columns.
+
+This module owns how a value is written (snapshots, facts and event data as plain
+JSON; enums as their names) and how rows become `Memory`, `Warning` and the records
+in `rows.py`. It is pure: no connections, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import Row
+
+from warden.model import (
+    Decision,
+    DecisionKind,
+    Event,
+    Memory,
+    State,
+    Verb,
+    Warning,
+    Workspace,
+    WorkspaceId,
+)
+from warden.store.period import Period
+from warden.store.rows import ActionRecord, Outcome, StoredDecision, WorkspaceRow
+
+_DATETIMES = frozenset({"observed_at", "started_at", "last_active_at", "deadline", "max_deadline"})
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Workspace)) - {"id"}
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON-ready data: Decimals as strings (exact), times in ISO 8601.
+
+    What JSON cannot say becomes its `str()`, so that a decision's odd fact never makes
+    the transaction that records it fail.
+    """
+    if type(value) in _PLAIN:  # the common case, first: 10k snapshots a poll
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(v) for v in value), key=str)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, Enum):
+        value = value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type | WorkspaceId):
+        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    return str(value)  # Decimal (exactly), WorkspaceId ("provider/id"), anything else
+
+
+def snapshot_json(ws: Workspace) -> dict[str, Any]:
+    """Every field of a snapshot but its id (the row's key says it), as JSON."""
+    return {name: jsonable(getattr(ws, name)) for name in sorted(_FIELDS)}
+
+
+def snapshot_from_json(ws: WorkspaceId, data: Mapping[str, Any]) -> Workspace | None:
+    """The snapshot back, typed; None when it cannot be read (an older shape, say)."""
+    try:
+        fields = {k: _typed(k, v) for k, v in data.items() if k in _FIELDS}
+        return Workspace(id=ws, **fields)
+    except (TypeError, ValueError, InvalidOperation):
+        return None
+
+
+def _typed(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _DATETIMES:
+        return datetime.fromisoformat(value)
+    if name == "state":
+        return State(value)
+    if name == "cost_units_per_day":
+        return Decimal(value)
+    if name == "utilisation":
+        return {k: None if v is None else Decimal(v) for k, v in value.items()}
+    return value
+
+
+def snapshot_from_row(row: WorkspaceRow) -> Workspace | None:
+    """The last snapshot a poll recorded for this workspace, or None if there is none."""
+    if row.last_snapshot is None:
+        return None
+    return snapshot_from_json(row.id, row.last_snapshot)
+
+
+# ---------------------------------------------------------------- values → rows
+
+
+def observed_values(ws: Workspace, period: Period, now: datetime) -> dict[str, Any]:
+    return {
+        "provider": ws.id.provider,
+        "native_id": ws.id.native,
+        "name": ws.name,
+        "owner": ws.owner,
+        "first_seen_at": now,
+        "running_since": period.running_since,
+        "started_at": period.started_at,
+        "last_state": str(ws.state),
+        "last_seen_at": now,
+        "last_snapshot": snapshot_json(ws),
+    }
+
+
+def event_values(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "subject": event.subject,
+        "time": event.time,
+        "severity": event.severity,
+        "data": jsonable(event.data),
+    }
+
+
+def decision_values(decision: Decision, now: datetime) -> dict[str, Any]:
+    return {
+        "time": now,
+        "provider": decision.workspace.provider,
+        "native_id": decision.workspace.native,
+        "policy": decision.policy,
+        "kind": str(decision.kind),
+        "verb": None if decision.verb is None else str(decision.verb),
+        "reason": decision.reason,
+        "due_at": decision.due_at,
+        "dry_run": decision.dry_run,
+        "facts": jsonable(decision.facts),
+    }
+
+
+# ---------------------------------------------------------------- rows → values
+
+
+def workspace_id_of(row: Row[Any]) -> WorkspaceId:
+    return WorkspaceId(row.provider, row.native_id)
+
+
+def warning_of(row: Row[Any]) -> Warning:
+    return Warning(
+        policy=row.policy,
+        verb=Verb(row.verb),
+        warned_at=row.warned_at,
+        due_at=row.due_at,
+        snoozes_used=row.snoozes_used,
+    )
+
+
+def memory_of(
+    row: Row[Any],
+    given: dict[str, Warning],
+    used: dict[WorkspaceId, dict[str, int]],
+    keys: dict[WorkspaceId, str],
+) -> Memory:
+    ws = workspace_id_of(row)
+    return Memory(
+        first_seen_at=row.first_seen_at,
+        running_since=row.running_since,
+        warnings=given,
+        snoozed_until=row.snoozed_until,
+        extensions_used=used.get(ws, {}),
+        stopped_by=row.stopped_by,
+        stopped_at=row.stopped_at,
+        last_action_key=keys.get(ws),
+    )
+
+
+def action_of(row: Row[Any]) -> ActionRecord:
+    return ActionRecord(
+        key=row.idempotency_key,
+        workspace=workspace_id_of(row),
+        policy=row.policy,
+        verb=Verb(row.verb),
+        reason=row.reason,
+        requested_at=row.requested_at,
+        finished_at=row.finished_at,
+        outcome=Outcome(row.outcome),
+        error=row.error,
+        dry_run=row.dry_run,
+    )
+
+
+def decision_of(row: Row[Any]) -> StoredDecision:
+    return StoredDecision(
+        id=row.id,
+        time=row.time,
+        workspace=workspace_id_of(row),
+        policy=row.policy,
+        kind=DecisionKind(row.kind),
+        verb=None if row.verb is None else Verb(row.verb),
+        reason=row.reason,
+        due_at=row.due_at,
+        dry_run=row.dry_run,
+        facts=row.facts,
+    )

@@ -1,0 +1,668 @@
+"""The state store: what Warden remembers between polls, and the event outbox.
+
+`Store` is the only code that reads or writes Warden's tables. Every method that
+changes state takes the events that report the change and writes them in the same
+transaction (the transactional outbox): both commit, or neither does. Time is always
+passed in; the store never reads a clock. It must not decide anything: it records
+what the decision core and the actuator concluded.
+
+One code path serves SQLite (the default) and PostgreSQL; the dialects differ only in
+engine setup (`engine.py`) and in two PostgreSQL advisory locks taken here: one so
+that two processes never migrate at once, one so that outbox sequence numbers commit
+in order (a reader following `seq` never skips an event that commits late).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from warden.errors import excerpt
+from warden.model import Decision, Event, Memory, State, Verb, Warning, Workspace, WorkspaceId
+from warden.store import lease, migrate
+from warden.store import tables as db
+from warden.store.codec import (
+    action_of,
+    decision_of,
+    decision_values,
+    event_values,
+    memory_of,
+    observed_values,
+    snapshot_from_row,
+    warning_of,
+    workspace_id_of,
+)
+from warden.store.engine import async_url, create_engine, upsert, writer
+from warden.store.errors import ActionNotPending, StoreUnavailable, UnknownWorkspace
+from warden.store.period import Period, next_period
+from warden.store.rows import ActionRecord, Outcome, StoredDecision, StoredEvent, WorkspaceRow
+
+# snapshot_from_row is re-exported: `warden explain` imports it from here.
+__all__ = ["Store", "snapshot_from_row"]
+
+# pg_advisory_xact_lock keys: "WARDEN" in ASCII, then a number per purpose.
+MIGRATION_LOCK = 0x5741_5244_454E_0001
+OUTBOX_LOCK = 0x5741_5244_454E_0002
+
+# What a poll refreshes on a known workspace; first_seen_at, snoozes and stops stay.
+_OBSERVED = (
+    "name",
+    "owner",
+    "last_state",
+    "last_seen_at",
+    "running_since",
+    "started_at",
+    "last_snapshot",
+)
+
+
+class Store:
+    """Warden's memory on SQLite or PostgreSQL. Open with `Store.open(url)`."""
+
+    def __init__(self, engine: AsyncEngine, *, schema: str | None = None) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+        self._schema = schema
+        self._dialect = engine.dialect.name
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, url: str, *, schema: str | None = None) -> Store:
+        """Connect to `url` (StoreUnavailable if it cannot be reached); no migration.
+
+        `schema` (PostgreSQL only) keeps Warden's tables in that schema; `migrate()`
+        creates it when missing.
+        """
+        _check_sqlite_directory(url)
+        store = cls(create_engine(url, schema=schema), schema=schema)
+        try:
+            async with store._engine.connect():
+                pass
+        except (SQLAlchemyError, OSError) as e:
+            await store.aclose()
+            raise StoreUnavailable(
+                f"cannot open the {store._dialect} state store: {excerpt(str(e))}"
+            ) from e
+        return store
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision; a no-op when it is there already.
+
+        On PostgreSQL a transaction-scoped advisory lock makes a second process wait,
+        then find the work done. On SQLite, BEGIN IMMEDIATE does the same.
+        """
+        async with self._write() as conn:
+            if self._dialect == "postgresql":
+                await _advisory_lock(conn, MIGRATION_LOCK)
+                if self._schema is not None:
+                    quoted = conn.dialect.identifier_preparer.quote_schema(self._schema)
+                    await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+            await conn.run_sync(migrate.upgrade_to_head)
+
+    async def current_revision(self) -> str | None:
+        """The schema revision the database is at; None before the first migration."""
+        async with self._read() as conn:
+            return await conn.run_sync(migrate.current_revision)
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self._read() as conn:
+                await conn.execute(select(1))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            yield conn
+
+    async def _outbox(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
+        """Write `batch` to the outbox, inside the caller's transaction."""
+        if not batch:
+            return
+        if self._dialect == "postgresql":
+            # Sequence numbers are handed out at INSERT but seen at COMMIT: serialising
+            # outbox writers makes them visible in order, so no reader skips one.
+            await _advisory_lock(conn, OUTBOX_LOCK)
+        await conn.execute(db.events.insert(), [event_values(e) for e in batch])
+
+    # ------------------------------------------------------------ observations
+
+    async def record_observation(
+        self,
+        provider: str,
+        workspaces: Sequence[Workspace],
+        now: datetime,
+        events: Sequence[Event] = (),
+    ) -> None:
+        """Remember one poll of `provider`: bulk upserts, one transaction.
+
+        A new running period (see `next_period`) forgets the extensions used and
+        Warden's stop: once a workspace runs again, a later stop is not Warden's to
+        undo unless Warden makes it.
+        """
+        async with self._write() as conn:
+            known = await _periods(conn, provider)
+            values, renewed = [], []
+            for ws in workspaces:
+                if ws.id.provider != provider:
+                    raise ValueError(f"{ws.id} is not a workspace of {provider!r}")
+                previous = known.get(ws.id.native)
+                period, is_new = next_period(previous, ws, now)
+                values.append(observed_values(ws, period, now))
+                if is_new and previous is not None:  # a first sighting has nothing to forget
+                    renewed.append({"p": provider, "n": ws.id.native})
+            if values:
+                await conn.execute(self._observation_upsert(), values)
+            if renewed:
+                await _forget_period(conn, renewed)
+            await self._outbox(conn, events)
+
+    def _observation_upsert(self) -> PostgresInsert | SqliteInsert:
+        insert = upsert(db.workspaces, self._dialect)
+        return insert.on_conflict_do_update(
+            index_elements=[db.workspaces.c.provider, db.workspaces.c.native_id],
+            set_={name: insert.excluded[name] for name in _OBSERVED},
+        )
+
+    async def load_memory(self, provider: str) -> dict[WorkspaceId, Memory]:
+        """Everything remembered about `provider`'s workspaces, as `Memory` values."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(select(db.workspaces).where(_of(db.workspaces, provider)))
+            ).all()
+            given = await _warnings_by_workspace(conn, provider)
+            used = await _extensions_by_workspace(conn, provider)
+            keys = await _last_action_keys(conn, provider)
+        memory = {
+            workspace_id_of(row): memory_of(row, given.pop(workspace_id_of(row), {}), used, keys)
+            for row in rows
+        }
+        for ws, by_policy in given.items():  # warned about but never observed
+            memory[ws] = Memory(warnings=by_policy)
+        return memory
+
+    async def workspace_row(self, ws: WorkspaceId) -> WorkspaceRow | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(db.workspaces).where(_is(db.workspaces, ws)))).first()
+        return None if row is None else WorkspaceRow(**row._mapping)
+
+    async def list_workspaces(
+        self,
+        provider: str | None = None,
+        state: State | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkspaceRow]:
+        """Known workspaces in a stable order (provider, id), one page at a time."""
+        query = select(db.workspaces).order_by(db.workspaces.c.provider, db.workspaces.c.native_id)
+        if provider is not None:
+            query = query.where(db.workspaces.c.provider == provider)
+        if state is not None:
+            query = query.where(db.workspaces.c.last_state == str(state))
+        async with self._read() as conn:
+            rows = (await conn.execute(query.limit(limit).offset(offset))).all()
+        return [WorkspaceRow(**row._mapping) for row in rows]
+
+    # ------------------------------------------------------------ warnings, snoozes
+
+    async def save_warning(
+        self, ws: WorkspaceId, warning: Warning, events: Sequence[Event]
+    ) -> None:
+        """Record a warning given; warning again keeps the snoozes already used."""
+        insert = upsert(db.warnings, self._dialect).values(
+            provider=ws.provider,
+            native_id=ws.native,
+            policy=warning.policy,
+            verb=str(warning.verb),
+            warned_at=warning.warned_at,
+            due_at=warning.due_at,
+            snoozes_used=warning.snoozes_used,
+        )
+        kept = db.warnings.c.snoozes_used
+        stmt = insert.on_conflict_do_update(
+            index_elements=[db.warnings.c.provider, db.warnings.c.native_id, db.warnings.c.policy],
+            set_={
+                "verb": insert.excluded.verb,
+                "warned_at": insert.excluded.warned_at,
+                "due_at": insert.excluded.due_at,
+                "snoozes_used": _greater(kept, insert.excluded.snoozes_used),
+            },
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
+            await self._outbox(conn, events)
+
+    async def clear_warning(self, ws: WorkspaceId, policy: str, events: Sequence[Event]) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                delete(db.warnings).where(_is(db.warnings, ws), _policy(db.warnings, policy))
+            )
+            await self._outbox(conn, events)
+
+    async def snooze(self, ws: WorkspaceId, until: datetime, events: Sequence[Event]) -> None:
+        """Hold actions on `ws` until `until`, counting one snooze on each of its warnings."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(db.workspaces).where(_is(db.workspaces, ws)).values(snoozed_until=until)
+            )
+            if result.rowcount == 0:
+                raise UnknownWorkspace(f"cannot snooze {ws}: Warden has not seen it")
+            await conn.execute(
+                update(db.warnings)
+                .where(_is(db.warnings, ws))
+                .values(snoozes_used=db.warnings.c.snoozes_used + 1)
+            )
+            await self._outbox(conn, events)
+
+    async def snooze_count(self, ws: WorkspaceId, policy: str) -> int:
+        """Snoozes used on the warning `policy` gave `ws`; 0 without a warning."""
+        query = select(db.warnings.c.snoozes_used).where(
+            _is(db.warnings, ws), _policy(db.warnings, policy)
+        )
+        async with self._read() as conn:
+            used = (await conn.execute(query)).scalar_one_or_none()
+        return int(used or 0)
+
+    async def due_warnings(self, provider: str | None = None) -> list[tuple[WorkspaceId, Warning]]:
+        """Warnings whose action falls due, soonest first: exact-time jobs after a restart.
+
+        NOTIFY warnings are left out: they only mark a notification as sent.
+        """
+        query = (
+            select(db.warnings)
+            .where(db.warnings.c.verb != str(Verb.NOTIFY))
+            .order_by(db.warnings.c.due_at, db.warnings.c.provider, db.warnings.c.native_id)
+        )
+        if provider is not None:
+            query = query.where(db.warnings.c.provider == provider)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(workspace_id_of(row), warning_of(row)) for row in rows]
+
+    # ------------------------------------------------------------ actions
+
+    async def begin_action(
+        self,
+        *,
+        key: str,
+        ws: WorkspaceId,
+        policy: str,
+        verb: Verb,
+        reason: str,
+        now: datetime,
+        dry_run: bool,
+        events: Sequence[Event],
+    ) -> bool:
+        """Record a pending action; False, writing nothing, if `key` is already taken."""
+        stmt = (
+            upsert(db.actions, self._dialect)
+            .values(
+                idempotency_key=key,
+                provider=ws.provider,
+                native_id=ws.native,
+                policy=policy,
+                verb=str(verb),
+                reason=reason,
+                requested_at=now,
+                outcome=str(Outcome.PENDING),
+                dry_run=dry_run,
+            )
+            .on_conflict_do_nothing(index_elements=[db.actions.c.idempotency_key])
+            .returning(db.actions.c.id)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).first() is None:
+                return False
+            await self._outbox(conn, events)
+        return True
+
+    async def finish_action(
+        self,
+        key: str,
+        *,
+        outcome: str,
+        error: str | None,
+        now: datetime,
+        events: Sequence[Event],
+    ) -> None:
+        """Close a pending action and apply what its success means to the memory.
+
+        A stop makes Warden the one who stopped the workspace (and resolves that
+        policy's warning); a resume undoes that; an extension counts one more use.
+        A dry run's success changes nothing. ActionNotPending if `key` is not pending.
+
+        A failed or skipped attempt releases its key (the row stays, renamed, for the
+        audit), so that a later cycle may try again; a success or a plan keeps it.
+        """
+        result = Outcome(outcome)
+        if result is Outcome.PENDING:
+            raise ValueError("an action is finished with its outcome, not 'pending'")
+        released = result in (Outcome.FAILED, Outcome.SKIPPED)
+        kept_key = f"{key}#{result}@{now.isoformat()}" if released else key
+        stmt = (
+            update(db.actions)
+            .where(
+                db.actions.c.idempotency_key == key, db.actions.c.outcome == str(Outcome.PENDING)
+            )
+            .values(outcome=str(result), error=error, finished_at=now, idempotency_key=kept_key)
+            .returning(
+                db.actions.c.provider,
+                db.actions.c.native_id,
+                db.actions.c.policy,
+                db.actions.c.verb,
+                db.actions.c.dry_run,
+            )
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(stmt)).first()
+            if row is None:
+                raise ActionNotPending(await _why_not_pending(conn, key))
+            if result is Outcome.SUCCEEDED and not row.dry_run:
+                await self._on_success(conn, workspace_id_of(row), row.policy, Verb(row.verb), now)
+            await self._outbox(conn, events)
+
+    async def _on_success(
+        self, conn: AsyncConnection, ws: WorkspaceId, policy: str, verb: Verb, now: datetime
+    ) -> None:
+        if verb is Verb.STOP:
+            await self._mark_stopped(conn, ws, policy, now)
+            await conn.execute(
+                delete(db.warnings).where(_is(db.warnings, ws), _policy(db.warnings, policy))
+            )
+        elif verb is Verb.RESUME:
+            await conn.execute(
+                update(db.workspaces)
+                .where(_is(db.workspaces, ws))
+                .values(stopped_by=None, stopped_at=None)
+            )
+        elif verb is Verb.EXTEND:
+            await self._count_extension(conn, ws, policy)
+
+    async def _mark_stopped(
+        self, conn: AsyncConnection, ws: WorkspaceId, policy: str, now: datetime
+    ) -> None:
+        # An upsert, not an update: "who stopped it" must survive even for a workspace
+        # no poll has recorded yet, or Warden would never resume what it stopped.
+        insert = upsert(db.workspaces, self._dialect).values(
+            provider=ws.provider,
+            native_id=ws.native,
+            first_seen_at=now,
+            stopped_by=policy,
+            stopped_at=now,
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[db.workspaces.c.provider, db.workspaces.c.native_id],
+                set_={"stopped_by": policy, "stopped_at": now},
+            )
+        )
+
+    async def _count_extension(self, conn: AsyncConnection, ws: WorkspaceId, policy: str) -> None:
+        """One more extension in the current running period; the first of a new one."""
+        period = select(db.workspaces.c.running_since).where(_is(db.workspaces, ws))
+        since = (await conn.execute(period)).scalar_one_or_none()
+        insert = upsert(db.extensions, self._dialect).values(
+            provider=ws.provider,
+            native_id=ws.native,
+            policy=policy,
+            used=1,
+            period_started_at=since,
+        )
+        same_period = db.extensions.c.period_started_at.is_not_distinct_from(
+            insert.excluded.period_started_at
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[
+                    db.extensions.c.provider,
+                    db.extensions.c.native_id,
+                    db.extensions.c.policy,
+                ],
+                set_={
+                    "used": case((same_period, db.extensions.c.used + 1), else_=1),
+                    "period_started_at": insert.excluded.period_started_at,
+                },
+            )
+        )
+
+    async def pending_actions(self) -> list[ActionRecord]:
+        """Actions begun and never finished (a crash in between), oldest first."""
+        query = (
+            select(db.actions)
+            .where(db.actions.c.outcome == str(Outcome.PENDING))
+            .order_by(db.actions.c.requested_at, db.actions.c.id)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [action_of(row) for row in rows]
+
+    async def action(self, key: str) -> ActionRecord | None:
+        """The action recorded under `key`, if any."""
+        query = select(db.actions).where(db.actions.c.idempotency_key == key)
+        async with self._read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else action_of(row)
+
+    # ------------------------------------------------------------ decisions
+
+    async def record_decisions(
+        self, decisions: Sequence[Decision], now: datetime, events: Sequence[Event]
+    ) -> None:
+        """Keep each decision with its facts, for `warden explain` and the admin API."""
+        async with self._write() as conn:
+            if decisions:
+                await conn.execute(
+                    db.decisions.insert(), [decision_values(d, now) for d in decisions]
+                )
+            await self._outbox(conn, events)
+
+    async def decisions_for(self, ws: WorkspaceId, limit: int = 20) -> list[StoredDecision]:
+        """The latest decisions about `ws`, newest first."""
+        query = (
+            select(db.decisions)
+            .where(_is(db.decisions, ws))
+            .order_by(db.decisions.c.time.desc(), db.decisions.c.id.desc())
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [decision_of(row) for row in rows]
+
+    async def prune_decisions(self, before: datetime) -> int:
+        """Forget decisions older than `before`; how many went. Decisions are not events."""
+        async with self._write() as conn:
+            result = await conn.execute(delete(db.decisions).where(db.decisions.c.time < before))
+        return result.rowcount
+
+    # ------------------------------------------------------------ outbox
+
+    async def add_events(self, events: Sequence[Event]) -> None:
+        """Write events that accompany no state change."""
+        if not events:
+            return
+        async with self._write() as conn:
+            await self._outbox(conn, events)
+
+    async def events_after(self, seq: int, limit: int = 100) -> list[StoredEvent]:
+        """Outbox events after `seq`, in order: the delivery cursor moves over these."""
+        query = (
+            select(db.events).where(db.events.c.seq > seq).order_by(db.events.c.seq).limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [StoredEvent(**row._mapping) for row in rows]
+
+    # ------------------------------------------------------------ cycles
+
+    async def last_cycle(self, provider: str) -> datetime | None:
+        """The `now` of `provider`'s last successful cycle: the next cycle's `since`.
+
+        A failed cycle decided nothing, so it does not move `since`: schedule edges
+        that passed while a provider was down are still seen when it is back.
+        """
+        query = select(db.cycles.c.last_success_at).where(db.cycles.c.provider == provider)
+        async with self._read() as conn:
+            found: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+        return found
+
+    async def mark_cycle(
+        self, provider: str, now: datetime, success: bool, events: Sequence[Event] = ()
+    ) -> None:
+        done = {"last_cycle_at": now} | ({"last_success_at": now} if success else {})
+        insert = upsert(db.cycles, self._dialect).values(provider=provider, **done)
+        stmt = insert.on_conflict_do_update(index_elements=[db.cycles.c.provider], set_=done)
+        async with self._write() as conn:
+            await conn.execute(stmt)
+            await self._outbox(conn, events)
+
+    # ------------------------------------------------------------ leader lease
+
+    async def try_acquire_lease(
+        self, name: str, holder: str, now: datetime, ttl: timedelta
+    ) -> bool:
+        """Take the lease `name` (or renew it if ours) until `now + ttl`."""
+        async with self._write() as conn:
+            return await lease.try_acquire(conn, name=name, holder=holder, now=now, ttl=ttl)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        """Give up the lease if `holder` has it; True if it did."""
+        async with self._write() as conn:
+            return await lease.release(conn, name=name, holder=holder)
+
+
+def _check_sqlite_directory(url: str) -> None:
+    """Fail early and plainly when a SQLite file's directory is missing.
+
+    aiosqlite would fail too, but less clearly, and its worker thread outlives a
+    failed connect.
+    """
+    parsed = async_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    directory = Path(database).parent
+    if not directory.is_dir():
+        raise StoreUnavailable(f"cannot open the sqlite state store: no directory {directory}")
+
+
+# ---------------------------------------------------------------- statements
+
+
+async def _advisory_lock(conn: AsyncConnection, key: int) -> None:
+    """A PostgreSQL lock held until the transaction ends."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+async def _periods(conn: AsyncConnection, provider: str) -> dict[str, Period]:
+    query = select(
+        db.workspaces.c.native_id, db.workspaces.c.running_since, db.workspaces.c.started_at
+    ).where(db.workspaces.c.provider == provider)
+    rows = (await conn.execute(query)).all()
+    return {row.native_id: Period(row.running_since, row.started_at) for row in rows}
+
+
+async def _forget_period(conn: AsyncConnection, renewed: list[dict[str, str]]) -> None:
+    """Forget Warden's stop and the extensions of the periods that just ended."""
+    await conn.execute(
+        update(db.workspaces)
+        .where(_is_param(db.workspaces))
+        .values(stopped_by=None, stopped_at=None),
+        renewed,
+    )
+    await conn.execute(delete(db.extensions).where(_is_param(db.extensions)), renewed)
+
+
+async def _warnings_by_workspace(
+    conn: AsyncConnection, provider: str
+) -> dict[WorkspaceId, dict[str, Warning]]:
+    rows = (await conn.execute(select(db.warnings).where(_of(db.warnings, provider)))).all()
+    found: dict[WorkspaceId, dict[str, Warning]] = defaultdict(dict)
+    for row in rows:
+        found[workspace_id_of(row)][row.policy] = warning_of(row)
+    return found
+
+
+async def _extensions_by_workspace(
+    conn: AsyncConnection, provider: str
+) -> dict[WorkspaceId, dict[str, int]]:
+    rows = (await conn.execute(select(db.extensions).where(_of(db.extensions, provider)))).all()
+    found: dict[WorkspaceId, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        found[workspace_id_of(row)][row.policy] = row.used
+    return found
+
+
+async def _last_action_keys(conn: AsyncConnection, provider: str) -> dict[WorkspaceId, str]:
+    latest = (
+        select(func.max(db.actions.c.id))
+        .where(db.actions.c.provider == provider)
+        .group_by(db.actions.c.native_id)
+    )
+    query = select(
+        db.actions.c.provider, db.actions.c.native_id, db.actions.c.idempotency_key
+    ).where(db.actions.c.id.in_(latest))
+    rows = (await conn.execute(query)).all()
+    return {workspace_id_of(row): row.idempotency_key for row in rows}
+
+
+async def _why_not_pending(conn: AsyncConnection, key: str) -> str:
+    query = select(db.actions.c.outcome).where(db.actions.c.idempotency_key == key)
+    outcome = (await conn.execute(query)).scalar_one_or_none()
+    if outcome is None:
+        return f"no action has the key {key!r}"
+    return f"the action {key!r} is already {outcome}"
+
+
+def _of(table: Table, provider: str) -> ColumnElement[bool]:
+    return table.c.provider == provider
+
+
+def _is(table: Table, ws: WorkspaceId) -> ColumnElement[bool]:
+    return and_(table.c.provider == ws.provider, table.c.native_id == ws.native)
+
+
+def _is_param(table: Table) -> ColumnElement[bool]:
+    """The workspace named by the `p` and `n` parameters of an executemany."""
+    return and_(table.c.provider == bindparam("p"), table.c.native_id == bindparam("n"))
+
+
+def _policy(table: Table, policy: str) -> ColumnElement[bool]:
+    return table.c.policy == policy
+
+
+def _greater(a: Any, b: Any) -> Any:
+    """The larger of two values, spelt the same on both backends (no GREATEST in SQLite)."""
+    return case((a > b, a), else_=b)

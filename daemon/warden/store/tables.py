@@ -1,0 +1,187 @@
+"""The state store's schema: one MetaData for SQLite and PostgreSQL alike.
+
+This module owns the table definitions and the column types they need; it must not
+open connections or run statements. The migrations in `migrations/versions/` create
+exactly these tables (a test compares them); a change here needs a new revision.
+
+Every timestamp column is `UTCDateTime`: aware UTC in, aware UTC out, on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints keep future migrations (and SQLite's batch mode) able to find them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+SerialId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp, always read back as aware UTC.
+
+    SQLite keeps no offset, so every value is converted to UTC before it is written
+    (otherwise a non-UTC wall time would be stored as if it were UTC) and given the
+    UTC zone back when read. Naive datetimes are refused: their meaning is a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _workspace_key() -> list[Column[Any]]:
+    return [
+        Column("provider", String, primary_key=True),
+        Column("native_id", String, primary_key=True),
+    ]
+
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    *_workspace_key(),
+    Column("name", String),  # None until a poll has seen it
+    Column("owner", String),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("running_since", UTCDateTime),  # first poll that saw this running period
+    Column("started_at", UTCDateTime),  # the platform's own start of the period, if said
+    Column("last_state", String(16)),
+    Column("last_seen_at", UTCDateTime),
+    Column("snoozed_until", UTCDateTime),
+    Column("stopped_by", String),  # the policy that made Warden stop it; None otherwise
+    Column("stopped_at", UTCDateTime),
+    Column("last_snapshot", JSON(none_as_null=True)),  # for explain
+    Index(None, "last_state"),
+)
+
+warnings = Table(
+    "warnings",
+    metadata,
+    *_workspace_key(),
+    Column("policy", String, primary_key=True),
+    Column("verb", String(16), nullable=False),
+    Column("warned_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("snoozes_used", Integer, nullable=False, server_default="0"),
+    Index(None, "due_at"),
+)
+
+extensions = Table(
+    "extensions",
+    metadata,
+    *_workspace_key(),
+    Column("policy", String, primary_key=True),
+    Column("used", Integer, nullable=False, server_default="0"),
+    Column("period_started_at", UTCDateTime),  # the running_since the count belongs to
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String, nullable=False, unique=True),
+    Column("provider", String, nullable=False),
+    Column("native_id", String, nullable=False),
+    Column("policy", String, nullable=False),
+    Column("verb", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("outcome", String(16), nullable=False),  # see rows.Outcome
+    Column("error", Text),
+    Column("dry_run", Boolean, nullable=False),
+    Index(None, "outcome"),
+    Index(None, "provider", "native_id", "id"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("time", UTCDateTime, nullable=False),
+    Column("provider", String, nullable=False),
+    Column("native_id", String, nullable=False),
+    Column("policy", String, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("verb", String(16)),
+    Column("reason", Text, nullable=False),
+    Column("due_at", UTCDateTime),
+    Column("dry_run", Boolean, nullable=False),
+    Column("facts", JSON, nullable=False),
+    Index(None, "provider", "native_id", "time"),
+    Index(None, "time"),  # for pruning old decisions
+)
+
+# The outbox. `seq` is the delivery order; a later `deliveries` table references it.
+# AUTOINCREMENT on SQLite: a seq is never reused, even after old events are pruned.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", SerialId, primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True),
+    Column("type", String, nullable=False),
+    Column("subject", String, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    # The database's clock, for operators measuring outbox lag; never used to decide.
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+    sqlite_autoincrement=True,
+)
+
+cycles = Table(
+    "cycles",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("last_cycle_at", UTCDateTime),  # the last attempt, successful or not
+    Column("last_success_at", UTCDateTime),  # the `since` of the next cycle
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
