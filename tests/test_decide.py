@@ -313,3 +313,19 @@ def test_decisions_are_deterministic(situation, p):
     first = decide(rules(p), [ws], {ws.id: mem}, now=NOW, since=NOW - M)
     second = decide(rules(p), [ws], {ws.id: mem}, now=NOW, since=NOW - M)
     assert first == second
+
+
+def test_a_busy_workspace_is_held_at_closing_and_at_its_lifetime():
+    """Never kill real work: running pipelines hold a stop from any policy."""
+    closing = policy(when=None, schedule="office")
+    busy = workspace(now=CLOSING + M, busy=True)
+    [held] = decide(
+        rules(closing, schedules=OFFICE), [busy], {}, now=CLOSING + M, since=CLOSING - M
+    )
+    assert held.kind is DecisionKind.SKIP
+    assert "busy" in held.reason
+    lifetime = policy(when={"running_for": "1h"})
+    [held] = decide(
+        rules(lifetime), [workspace(now=NOW, running=2 * H, busy=True)], {}, now=NOW, since=None
+    )
+    assert held.kind is DecisionKind.SKIP

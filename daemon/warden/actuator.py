@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import anyio
 import structlog
 
 from warden.errors import ProviderError, ProviderUnavailable
@@ -110,7 +111,7 @@ class Actuator:
     ) -> None:
         self._store = store
         self._backoff = backoff or Backoff()
-        self._sleep = sleep
+        self._sleep: Sleep = sleep or anyio.sleep
         self._breakers: dict[str, CircuitBreaker] = {}
         self._links = links
 
@@ -227,7 +228,7 @@ class Actuator:
             await with_retries(
                 lambda: _perform(cycle.provider, decision, target),
                 backoff=self._backoff,
-                **({"sleep": self._sleep} if self._sleep else {}),
+                sleep=self._sleep,
             )
         except ProviderUnavailable as e:
             if breaker.record_failure(cycle.now):

@@ -196,7 +196,7 @@ def _warn_then_stop(
         if mem.snoozed_until is not None and mem.snoozed_until > now:
             return _skip(policy, ws, f"snoozed until {mem.snoozed_until.isoformat()}", True)
         return None
-    return _decision(DecisionKind.ACT, policy, ws, verb=policy.do, reason=reason, facts=facts)
+    return _stop_unless_busy(policy, ws, reason=reason, facts=facts)
 
 
 def _notify_once(
@@ -301,7 +301,7 @@ def _closing_due(
 ) -> Decision | None:
     due = max(due, mem.snoozed_until or due)
     if not facts["open"] and now >= due:
-        return _decision(DecisionKind.ACT, policy, ws, verb=policy.do, reason="closed", facts=facts)
+        return _stop_unless_busy(policy, ws, reason="closed", facts=facts)
     if facts["open"]:
         return _decision(DecisionKind.CLEAR, policy, ws, reason="open again", facts=facts)
     return None
@@ -346,6 +346,17 @@ def _protection_rank(decision: Decision, rules: Rules) -> int:
         return 1
     by_name = {p.name: p for p in rules.policies}
     return 2 if by_name[decision.policy].schedule is not None else 3
+
+
+def _stop_unless_busy(
+    policy: Policy, ws: Workspace, *, reason: str, facts: Mapping[str, Any]
+) -> Decision:
+    """Never kill real work: a workspace the platform reports busy is held, whatever the rule."""
+    if ws.busy:
+        return _decision(
+            DecisionKind.SKIP, policy, ws, reason="real work is running (the platform says busy)"
+        )
+    return _decision(DecisionKind.ACT, policy, ws, verb=policy.do, reason=reason, facts=facts)
 
 
 def _decision(

@@ -23,6 +23,7 @@ from pydantic import (
 
 from warden.model import Verb
 from warden.policy.durations import Duration, Percent
+from warden.policy.schedule import parse_window
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case letters, digits, . _ -")]
@@ -37,6 +38,13 @@ class Strict(BaseModel):
 def _as_list(value: Any) -> Any:
     """Let admins write `owner: alice` for `owner: [alice]`."""
     return [value] if isinstance(value, str) else value
+
+
+def _as_selector_list(value: Any) -> Any:
+    """Let admins write one `exclude` selector for a list of one (or null for none)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, dict) else value
 
 
 # ---------------------------------------------------------------- providers
@@ -66,6 +74,11 @@ class MageProvider(ProviderBase):
     type: Literal["mage"]
     api_key: SecretStr | None = None
     token: SecretStr | None = None
+    cluster_type: Literal["k8s", "ecs", "cloud_run"] | None = Field(
+        default=None,
+        description="sent as ?cluster_type= on every workspace call; needed when the "
+        "manager runs with MAGE_IS_MANAGE_INSTANCE=1",
+    )
 
 
 class MageCloudProvider(ProviderBase):
@@ -112,6 +125,13 @@ class Schedule(Strict):
             raise ValueError(
                 f"expected an IANA time zone such as Europe/Berlin, got {value!r}"
             ) from None
+        return value
+
+    @field_validator("open")
+    @classmethod
+    def _valid_windows(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            parse_window(spec)  # raises ValueError naming what is wrong
         return value
 
 
@@ -200,7 +220,9 @@ class Policy(Strict):
     name: Name
     description: str | None = None
     match: Selector = Selector()
-    exclude: Selector | None = None
+    exclude: list[Selector] = Field(
+        default_factory=list, description="leave alone what matches any of these selectors"
+    )
     when: When | None = None
     schedule: str | None = Field(default=None, description="the name of a schedule")
     warn_before: Duration | None = None
@@ -211,6 +233,9 @@ class Policy(Strict):
     dry_run: bool = False
 
     _notify_list = field_validator("notify", mode="before")(_as_list)
+    _exclude_list = field_validator(
+        "exclude", mode="before", json_schema_input_type=Selector | list[Selector] | None
+    )(_as_selector_list)
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Policy:

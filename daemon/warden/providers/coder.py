@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import anyio
 
-from warden.errors import BadAnswer
+from warden.errors import BadAnswer, ProviderError
 from warden.model import State, Workspace, WorkspaceId
 from warden.policy.models import CoderProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
@@ -80,13 +80,20 @@ class CoderAdapter:
         raws: list[Any] = [*_workspaces_of(first, self.name)]
         offsets = range(self._config.page_size, count, self._config.page_size)
         pages: dict[int, Any] = {}
+        errors: list[ProviderError] = []
 
         async def fetch(offset: int) -> None:
-            pages[offset] = await self._page(query, offset=offset)
+            # Caught here: a task group would wrap it in an ExceptionGroup.
+            try:
+                pages[offset] = await self._page(query, offset=offset)
+            except ProviderError as e:
+                errors.append(e)
 
         async with anyio.create_task_group() as tg:
             for offset in offsets:
                 tg.start_soon(fetch, offset)
+        if errors:
+            raise errors[0]
         for offset in offsets:
             raws.extend(_workspaces_of(pages[offset], self.name))
         workspaces, skipped = self._convert_all(raws, now)

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from warden.providers import agentrun, coder
+from warden.providers import agentrun, coder, mage, mage_cloud
 from warden.providers.base import Capability, Provider
 
 Factory = Callable[[str, Any, aiohttp.ClientSession], Provider]
@@ -15,10 +15,14 @@ Factory = Callable[[str, Any, aiohttp.ClientSession], Provider]
 FACTORIES: Mapping[str, Factory] = {
     "coder": coder.CoderAdapter,
     "agentrun": agentrun.AgentRunAdapter,
+    "mage": mage.MageAdapter,
+    "mage-cloud": mage_cloud.MageCloudAdapter,
 }
 CAPABILITIES: Mapping[str, frozenset[Capability]] = {
     "coder": coder.CAPABILITIES,
     "agentrun": agentrun.CAPABILITIES,
+    "mage": mage.CAPABILITIES,
+    "mage-cloud": mage_cloud.CAPABILITIES,
 }
 
 
