@@ -199,7 +199,7 @@ async def test_too_many_stops_in_one_cycle_are_all_held(rig: Rig):
     )
     for i in range(3):
         rig.add(f"idle-{i}", last_used_at=rig.clock() - 3 * H)
-    rig.policy_file.write_text(rig.policy_file.read_text().replace("warn_before: 15m\n", ""))
+    rig.policy_file.write_text(rig.policy_file.read_text().replace("    warn_before: 15m\n", ""))
     async with rig.daemon() as daemon:
         [result] = await daemon.run_cycle()
         held = [e for e in await events_of(daemon) if e.type == ev.ACTION_HELD]
@@ -223,7 +223,7 @@ async def test_dry_run_tells_and_never_acts(rig: Rig):
 
 async def test_a_workspace_used_since_the_poll_is_not_stopped(rig: Rig):
     idle = rig.add("idle", last_used_at=rig.clock() - 3 * H)
-    rig.policy_file.write_text(rig.policy_file.read_text().replace("warn_before: 15m\n", ""))
+    rig.policy_file.write_text(rig.policy_file.read_text().replace("    warn_before: 15m\n", ""))
     async with rig.daemon() as daemon:
         await daemon.run_cycle()  # stops at once: no warning in this policy set
     assert len(builds(rig.sim)) == 1

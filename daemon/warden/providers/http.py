@@ -106,7 +106,10 @@ def parse_time(value: Any) -> datetime | None:
     if dot:
         digits = len(rest) - len(rest.lstrip("0123456789"))
         text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected an RFC 3339 timestamp, got {value!r}") from None
     if moment.tzinfo is None:
         raise ValueError(f"expected a timestamp with a time zone, got {value!r}")
     if moment.year <= 1:
