@@ -34,7 +34,6 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
-	$(BIN)/warden validate policies
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix daemon tests bench

@@ -302,7 +302,7 @@ def test_stopped_unknown_or_snoozed_workspaces_are_never_stopped(situation, p):
 @given(situations(), st.sampled_from(POLICIES))
 def test_excluded_workspaces_are_never_touched(situation, p):
     ws, mem = situation
-    excluding = p.model_copy(update={"exclude": policy(match={"owner": "alice"}).match})
+    excluding = p.model_copy(update={"exclude": [policy(match={"owner": "alice"}).match]})
     assert decide(rules(excluding), [ws], {ws.id: mem}, now=NOW, since=NOW - M) == []
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,9 +27,15 @@ from warden.actuator import Actuator, Cycle, CycleOutcome
 from warden.clock import Clock, utc_now
 from warden.errors import ProviderError
 from warden.events import catalogue as ev
-from warden.model import Decision, DecisionKind, Event, Workspace
+from warden.model import Decision, DecisionKind, Event
 from warden.policy.decide import Rules, decide
-from warden.policy.loader import PolicyError, PolicySet, load_policies, policy_fingerprint
+from warden.policy.loader import (
+    PolicyError,
+    PolicySet,
+    load_policies,
+    policy_fingerprint,
+    snapshot_mtimes,
+)
 from warden.policy.schedule import next_edge
 from warden.policy.selector import server_filter
 from warden.providers.base import Observation, Provider
@@ -52,9 +58,7 @@ def load_policy_set(settings: Settings, env: Mapping[str, str] | None = None) ->
 
 
 def rules_of(policies: PolicySet) -> Rules:
-    from warden.policy.models import GlobalSettings
-
-    return Rules(policies.policies, policies.schedules, policies.settings or GlobalSettings())
+    return Rules(policies.policies, policies.schedules, policies.settings)
 
 
 @dataclass(slots=True)
@@ -122,7 +126,7 @@ class Daemon:
         self._http = aiohttp.ClientSession(raise_for_status=False)
         self.actuator = Actuator(store=self.store, sleep=self._sleep)
         self._build_providers()
-        self._mtimes = policy_mtimes(self.settings.policy_path)
+        self._mtimes = snapshot_mtimes(self.settings.policy_path)
         return self
 
     async def __aexit__(
@@ -356,7 +360,7 @@ class Daemon:
         return True
 
     async def reload_if_changed(self) -> None:
-        mtimes = policy_mtimes(self.settings.policy_path)
+        mtimes = snapshot_mtimes(self.settings.policy_path)
         if mtimes != self._mtimes:
             self._mtimes = mtimes
             await self.reload()
@@ -423,20 +427,3 @@ def _skipped_event(provider: str, native_id: str | None, reason: str, now: datet
         now=now,
         data={"provider": provider, "workspace": subject if native_id else None, "reason": reason},
     )
-
-
-def policy_mtimes(paths: Sequence[Path]) -> dict[Path, float]:
-    """The modification times of every policy file, to notice edits cheaply."""
-    found: dict[Path, float] = {}
-    for path in paths:
-        candidates = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
-        for candidate in candidates:
-            try:
-                found[candidate] = candidate.stat().st_mtime
-            except FileNotFoundError:
-                continue
-    return found
-
-
-def describe(ws: Workspace) -> str:
-    return f"{ws.ref} ({ws.name}, {ws.owner}, {ws.state})"

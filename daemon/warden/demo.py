@@ -92,4 +92,3 @@ async def run_demo(seconds: float) -> int:
 async def _state_dir() -> AsyncIterator[Path]:
     with tempfile.TemporaryDirectory(prefix="warden-demo-") as directory:
         yield Path(directory)
-
