@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from warden.providers import agentrun, coder, mage, mage_cloud
+from warden.providers import agentrun, coder, mage, mage_cloud, strongly
 from warden.providers.base import Capability, Provider
 
 Factory = Callable[[str, Any, aiohttp.ClientSession], Provider]
@@ -17,12 +17,14 @@ FACTORIES: Mapping[str, Factory] = {
     "agentrun": agentrun.AgentRunAdapter,
     "mage": mage.MageAdapter,
     "mage-cloud": mage_cloud.MageCloudAdapter,
+    "strongly": strongly.StronglyAdapter,
 }
 CAPABILITIES: Mapping[str, frozenset[Capability]] = {
     "coder": coder.CAPABILITIES,
     "agentrun": agentrun.CAPABILITIES,
     "mage": mage.CAPABILITIES,
     "mage-cloud": mage_cloud.CAPABILITIES,
+    "strongly": strongly.CAPABILITIES,
 }
 
 
