@@ -329,3 +329,49 @@ def test_a_busy_workspace_is_held_at_closing_and_at_its_lifetime():
         rules(lifetime), [workspace(now=NOW, running=2 * H, busy=True)], {}, now=NOW, since=None
     )
     assert held.kind is DecisionKind.SKIP
+
+
+# ---------------------------------------------------------------- utilisation
+
+from decimal import Decimal  # noqa: E402  (kept beside the tests that use it)
+
+from warden.policy.decide import time_below  # noqa: E402
+
+
+def samples(*values, end=NOW, every=M):
+    """Samples one `every` apart, the last at `end`; None for a poll that said nothing."""
+    count = len(values)
+    return [
+        (end - (count - 1 - i) * every, None if v is None else Decimal(v))
+        for i, v in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1] * 31, 30 * M),  # thirty minutes under, known all along
+        ([50] + [1] * 10, 9 * M),  # counted from the first low sample after the busy one
+        ([1] * 10, None),  # too few samples to know about thirty minutes
+        ([1] * 20 + [None] + [1] * 10, None),  # an unknown poll cuts the window
+        ([1] * 30 + [None], None),  # the newest poll said nothing
+        ([1] * 30 + [90], timedelta(0)),  # busy now
+    ],
+)
+def test_time_below_needs_a_whole_known_window(values, expected):
+    assert time_below(samples(*values), Decimal(5), now=NOW, max_gap=5 * M, need=30 * M) == expected
+
+
+def test_a_gap_in_the_samples_makes_the_window_unknown():
+    gappy = samples(*[1] * 10, end=NOW - 25 * M) + samples(*[1] * 15)
+    assert time_below(gappy, Decimal(5), now=NOW, max_gap=5 * M, need=30 * M) is None
+
+
+def test_idle_gpu_is_stopped_after_its_window_and_a_busy_gpu_is_not():
+    p = policy(when={"gpu_below": "5%", "for": "30m"})
+    ws = workspace(now=NOW, idle=None)
+    idle_gpu = memory(samples={"gpu": samples(*[2] * 31)})
+    busy_gpu = memory(samples={"gpu": samples(*[2] * 30 + [80])})
+    [act] = decide(rules(p), [ws], {ws.id: idle_gpu}, now=NOW, since=None)
+    assert (act.kind, act.verb, act.facts["gpu_below"]) == (DecisionKind.ACT, Verb.STOP, "30m")
+    assert decide(rules(p), [ws], {ws.id: busy_gpu}, now=NOW, since=None) == []

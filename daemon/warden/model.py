@@ -6,7 +6,7 @@ never zero or false: unknown facts must never be mistaken for idle ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -141,6 +141,9 @@ class Memory:
     stopped_by: str | None = None  # the policy that made Warden stop it, if Warden did
     stopped_at: datetime | None = None
     last_action_key: str | None = None
+    # Utilisation samples kept across polls, oldest first, by metric ("gpu", "cpu");
+    # a None value is a poll where the platform did not say.
+    samples: Mapping[str, Sequence[tuple[datetime, Decimal | None]]] = field(default_factory=dict)
 
 
 EMPTY_MEMORY = Memory()

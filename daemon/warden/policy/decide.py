@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from warden.model import (
@@ -108,7 +109,7 @@ def decide_trigger(
         if warning is not None and not ws.transitioning:
             return _decision(DecisionKind.CLEAR, policy, ws, reason=f"workspace is {ws.state}")
         return None
-    measure = measure_of(policy, ws, mem, now=now)
+    measure = measure_of(policy, ws, mem, now=now, max_gap=settings.max_staleness)
     if measure is None:
         return _skip(policy, ws, "activity unknown: the platform did not say", warning is not None)
     if now - ws.observed_at > settings.max_staleness:
@@ -122,13 +123,17 @@ def decide_trigger(
     return _warn_then_stop(policy, ws, mem, measure, now=now, facts=facts)
 
 
-def measure_of(policy: Policy, ws: Workspace, mem: Memory, *, now: datetime) -> Measure | None:
+def measure_of(
+    policy: Policy, ws: Workspace, mem: Memory, *, now: datetime, max_gap: timedelta
+) -> Measure | None:
     assert policy.when is not None
     used = mem.extensions_used.get(policy.name, 0)
     pushed = policy.extend.by * min(used, policy.extend.max) if policy.extend else timedelta(0)
     if policy.when.idle_for is not None:
         idle = ws.idle_for(now)
         return None if idle is None else Measure("idle_for", idle, policy.when.idle_for + pushed)
+    if policy.when.metric is not None:
+        return _utilisation_measure(policy, ws, mem, pushed=pushed, now=now, max_gap=max_gap)
     assert policy.when.running_for is not None
     started = _earliest(ws.started_at, mem.running_since)
     if started is None:
@@ -136,6 +141,58 @@ def measure_of(policy: Policy, ws: Workspace, mem: Memory, *, now: datetime) -> 
     return Measure(
         "running_for", max(now - started, timedelta(0)), policy.when.running_for + pushed
     )
+
+
+def _utilisation_measure(
+    policy: Policy,
+    ws: Workspace,
+    mem: Memory,
+    *,
+    pushed: timedelta,
+    now: datetime,
+    max_gap: timedelta,
+) -> Measure | None:
+    assert policy.when is not None
+    metric = policy.when.metric
+    threshold = policy.when.gpu_below if metric == "gpu" else policy.when.cpu_below
+    assert metric is not None
+    assert threshold is not None
+    assert policy.when.for_ is not None
+    limit = policy.when.for_ + pushed
+    below = time_below(mem.samples.get(metric, ()), threshold, now=now, max_gap=max_gap, need=limit)
+    return None if below is None else Measure(f"{metric}_below", below, limit)
+
+
+def time_below(
+    samples: Sequence[tuple[datetime, Decimal | None]],
+    threshold: Decimal,
+    *,
+    now: datetime,
+    max_gap: timedelta,
+    need: timedelta,
+) -> timedelta | None:
+    """How long the samples have stayed under `threshold`, ending at the newest one.
+
+    None (unknown) when the newest sample is missing or stale, or when the run under
+    the threshold is cut short of `need` by a gap or an unknown sample rather than by
+    a sample at or over it: too few or patchy samples never justify a stop.
+    """
+    if not samples:
+        return None
+    newest_at, newest = samples[-1]
+    if newest is None or now - newest_at > max_gap:
+        return None
+    if newest >= threshold:
+        return timedelta(0)
+    start = newest_at
+    for at, value in reversed(samples[:-1]):
+        if value is not None and value >= threshold:
+            return newest_at - start
+        if value is None or start - at > max_gap:
+            break
+        start = at
+    run = newest_at - start
+    return run if run >= need else None
 
 
 def _extension(

@@ -851,6 +851,8 @@ def _needs(policy: Policy) -> list[tuple[str, str]]:
     if policy.schedule is not None:  # stop at closing, start again at opening
         return [("stop", "schedule"), ("start", "schedule")] if policy.do is Verb.STOP else []
     needs: list[tuple[str, str]] = []
+    if policy.when is not None and policy.when.metric is not None:
+        needs.append(("utilisation", "when"))
     if policy.extend is not None:
         needs.append(("extend", "extend"))
     if policy.do is Verb.STOP:

@@ -184,22 +184,48 @@ class Selector(Strict):
     _lists = field_validator("provider", "owner", "template", "name", mode="before")(_as_list)
 
 
+TRIGGERS = ("idle_for", "running_for", "gpu_below", "cpu_below")
+
+
 class When(Strict):
-    """The trigger: exactly one of these."""
+    """The trigger: exactly one of idle_for, running_for, gpu_below, cpu_below."""
 
     idle_for: Duration | None = Field(
         default=None, description="no platform activity for this long"
     )
     running_for: Duration | None = Field(default=None, description="running for longer than this")
+    gpu_below: Percent | None = Field(
+        default=None, description="GPU utilisation under this percentage for `for`"
+    )
+    cpu_below: Percent | None = Field(
+        default=None, description="CPU utilisation under this percentage for `for`"
+    )
+    for_: Duration | None = Field(
+        default=None,
+        alias="for",
+        description="how long utilisation must stay below (with gpu_below or cpu_below)",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> When:
-        given = [name for name, value in self if value is not None]
+        given = [name for name in TRIGGERS if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"expected exactly one of idle_for, running_for; got {given or 'none'}"
+                f"expected exactly one of {', '.join(TRIGGERS)}; got {given or 'none'}"
             )
+        below = given[0] in ("gpu_below", "cpu_below")
+        if below and self.for_ is None:
+            raise ValueError(f"{given[0]} needs `for`: how long it must stay below, such as 30m")
+        if not below and self.for_ is not None:
+            raise ValueError("`for` goes with gpu_below or cpu_below only")
         return self
+
+    @property
+    def metric(self) -> str | None:
+        """The utilisation metric a *_below trigger watches ("gpu", "cpu"), else None."""
+        if self.gpu_below is not None:
+            return "gpu"
+        return "cpu" if self.cpu_below is not None else None
 
 
 class Extend(Strict):
