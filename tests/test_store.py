@@ -157,7 +157,7 @@ async def test_migrations_are_idempotent_and_end_at_head(open_store: Opener) -> 
     assert await store.current_revision() is None
     await store.migrate()
     await store.migrate()
-    assert await store.current_revision() == head_revision() == "0001"
+    assert await store.current_revision() == head_revision()
 
 
 async def test_migrated_schema_matches_the_table_definitions(
@@ -669,3 +669,23 @@ def test_an_unsupported_database_is_refused() -> None:
     """Only SQLite and PostgreSQL are supported."""
     with pytest.raises(ValueError, match="unsupported database 'mysql'"):
         create_engine("mysql://localhost/warden")
+
+
+async def test_utilisation_samples_are_kept_across_polls_and_unknowns_stay_unknown(
+    store: Store,
+) -> None:
+    """Each poll adds a sample per metric; None is kept as a gap; old samples are pruned."""
+    from decimal import Decimal
+
+    for minute, gpu in enumerate([Decimal("2.5"), None, Decimal(0)]):
+        at = NOW + minute * M
+        ws = workspace("ws-1", now=at, utilisation={"gpu": gpu})
+        await store.record_observation(P, [ws], at)
+    memory = await store.load_memory(P, samples_since=NOW)
+    assert memory[WorkspaceId(P, "ws-1")].samples == {
+        "gpu": [(NOW, Decimal("2.5")), (NOW + M, None), (NOW + 2 * M, Decimal(0))]
+    }
+    assert (await store.load_memory(P))[WorkspaceId(P, "ws-1")].samples == {}
+    later = NOW + 26 * H
+    await store.record_observation(P, [workspace("ws-1", now=later, utilisation={})], later)
+    assert (await store.load_memory(P, samples_since=NOW))[WorkspaceId(P, "ws-1")].samples == {}

@@ -29,6 +29,8 @@ PROVIDER_RECOVERED: Final = "warden.provider.recovered"
 PROVIDER_ANSWER_REJECTED: Final = "warden.provider.answer_rejected"
 POLICY_REJECTED: Final = "warden.policy.rejected"
 POLICY_LOADED: Final = "warden.policy.loaded"
+SINK_DISABLED: Final = "warden.sink.disabled"  # a receiver answered 410 Gone
+EVENT_DEAD_LETTERED: Final = "warden.event.dead_lettered"  # a sink gave up on an event
 
 SEVERITY: Mapping[str, str] = {
     WORKSPACE_WARNED: "warning",
@@ -47,6 +49,8 @@ SEVERITY: Mapping[str, str] = {
     PROVIDER_ANSWER_REJECTED: "warning",
     POLICY_REJECTED: "critical",
     POLICY_LOADED: "info",
+    SINK_DISABLED: "critical",
+    EVENT_DEAD_LETTERED: "warning",
 }
 
 DONE_BY_VERB: Mapping[Verb, str] = {

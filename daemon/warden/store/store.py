@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from warden.store.engine import async_url, create_engine, upsert, writer
 from warden.store.errors import ActionNotPending, StoreUnavailable, UnknownWorkspace
 from warden.store.period import Period, next_period
 from warden.store.rows import ActionRecord, Outcome, StoredDecision, StoredEvent, WorkspaceRow
+from warden.store.samples import read_samples, sample_rows, write_samples
 
 # snapshot_from_row is re-exported: `warden explain` imports it from here.
 __all__ = ["Store", "snapshot_from_row"]
@@ -87,6 +89,11 @@ class Store:
         self._dialect = engine.dialect.name
 
     # ------------------------------------------------------------ lifecycle
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for the modules that own tables of their own (`deliveries.py`)."""
+        return self._engine
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> Store:
@@ -188,6 +195,7 @@ class Store:
                 await conn.execute(self._observation_upsert(), values)
             if renewed:
                 await _forget_period(conn, renewed)
+            await write_samples(conn, provider, sample_rows(workspaces, now), now)
             await self._outbox(conn, events)
 
     def _observation_upsert(self) -> PostgresInsert | SqliteInsert:
@@ -197,9 +205,16 @@ class Store:
             set_={name: insert.excluded[name] for name in _OBSERVED},
         )
 
-    async def load_memory(self, provider: str) -> dict[WorkspaceId, Memory]:
-        """Everything remembered about `provider`'s workspaces, as `Memory` values."""
+    async def load_memory(
+        self, provider: str, *, samples_since: datetime | None = None
+    ) -> dict[WorkspaceId, Memory]:
+        """Everything remembered about `provider`'s workspaces, as `Memory` values.
+
+        Utilisation samples are read only when asked for (`samples_since`): only
+        gpu_below / cpu_below policies need them.
+        """
         async with self._read() as conn:
+            samples = await read_samples(conn, provider, samples_since) if samples_since else {}
             rows = (
                 await conn.execute(select(db.workspaces).where(_of(db.workspaces, provider)))
             ).all()
@@ -212,6 +227,8 @@ class Store:
         }
         for ws, by_policy in given.items():  # warned about but never observed
             memory[ws] = Memory(warnings=by_policy)
+        for ws, by_metric in samples.items():
+            memory[ws] = replace(memory.get(ws, Memory()), samples=dict(by_metric))
         return memory
 
     async def workspace_row(self, ws: WorkspaceId) -> WorkspaceRow | None:

@@ -19,9 +19,11 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -184,4 +186,73 @@ leases = Table(
     Column("name", String, primary_key=True),
     Column("holder", String, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# ---------------------------------------------------------------- delivery (0002)
+# Owned by `store/deliveries.py` for `events/dispatcher.py`.
+
+# One row per configured sink: how far routing has read the outbox (`last_seq`), and
+# whether a receiver's 410 Gone has switched the sink off.
+sink_states = Table(
+    "sink_states",
+    metadata,
+    Column("sink", String, primary_key=True),
+    Column("last_seq", SerialId, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Column("reason", Text),
+)
+
+# One row per (sink, event) that routing sent to the sink, until it is delivered or
+# dead-lettered. `subject` is copied from the event: delivery keeps order per subject.
+# `batch` is set on the first attempt of a grouped message so that retries resend the
+# same group (and PagerDuty sees the same dedup_key).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("sink", String, primary_key=True),
+    Column(
+        "seq",
+        SerialId,
+        ForeignKey("events.seq", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("event_id", String, nullable=False),
+    Column("subject", String, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("batch", String),
+    Column("last_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+    Column("dead_at", UTCDateTime),
+    Index(None, "sink", "status", "subject", "seq"),
+    Index(None, "status"),
+    Index(None, "event_id"),
+)
+
+# Snooze links work once: a link's nonce is written here when it is used.
+snooze_tokens = Table(
+    "snooze_tokens",
+    metadata,
+    Column("nonce", String, primary_key=True),
+    Column("used_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),  # after this the row can be pruned
+    Index(None, "expires_at"),
+)
+
+# ---------------------------------------------------------------- utilisation (0003)
+# Owned by `store/samples.py`: one row per poll, workspace and metric; a NULL value is
+# a poll where the platform did not say.
+utilisation_samples = Table(
+    "utilisation_samples",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("native_id", String, primary_key=True),
+    Column("metric", String(16), primary_key=True),
+    Column("at", UTCDateTime, primary_key=True),
+    Column("value", Numeric(7, 3)),
+    Index(None, "at"),
 )

@@ -1,0 +1,207 @@
+"""JSON Schemas (draft 2020-12) of the CloudEvents envelope and of each event type's data.
+
+Hand-written beside the catalogue: a test builds every event the catalogue can
+produce and validates it here, and fails when a type has no schema. Objects admit
+properties not listed (a receiver must ignore what it does not know, so that Warden
+can add facts without a breaking change); the listed ones are required and typed.
+
+This module is data only: validation (the `jsonschema` package) is for tests and
+receivers, not a runtime dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from warden.events import catalogue as ev
+
+Schema = dict[str, Any]
+
+DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+ID_PREFIX: Final = "urn:warden:events:"
+
+_TEXT: Final[Schema] = {"type": "string"}
+_NAME: Final[Schema] = {"type": "string", "minLength": 1}
+_TIME: Final[Schema] = {"type": "string", "format": "date-time"}
+_URL: Final[Schema] = {"type": "string", "format": "uri"}
+_WORKSPACE: Final[Schema] = {
+    "type": "string",
+    "pattern": "^[^/]+/.+$",
+    "description": "provider instance / native id, e.g. coder-prod/ws_ghi789",
+}
+_LINKS: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "explain": {**_URL, "description": "the admin API's explanation of this workspace"},
+        "snooze": {**_URL, "description": "a single-use link that puts the action off"},
+    },
+    "additionalProperties": _URL,
+}
+
+
+def _object(required: Mapping[str, Schema], optional: Mapping[str, Schema] = {}) -> Schema:
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **optional},
+    }
+
+
+def _with(base: Schema, required: Mapping[str, Schema] = {}, **consts: str) -> Schema:
+    """`base` with more required properties and properties pinned to constants."""
+    properties = {**base["properties"], **required}
+    properties.update({name: {"const": value} for name, value in consts.items()})
+    return {
+        **base,
+        "required": sorted(set(base["required"]) | set(required) | set(consts)),
+        "properties": properties,
+    }
+
+
+# What decision_data() writes: the workspace, the policy and the facts behind it.
+DECISION: Final[Schema] = _object(
+    {
+        "workspace": _WORKSPACE,
+        "provider": _NAME,
+        "policy": _NAME,
+        "decision": {"enum": ["warn", "act", "clear", "skip"]},
+        "reason": _TEXT,
+        "dry_run": {"type": "boolean"},
+        "facts": {"type": "object", "description": "the facts the decision stands on"},
+    },
+    {
+        "action": {"enum": ["stop", "resume", "extend", "notify"]},
+        "due_at": _TIME,
+        "extend_to": _TIME,
+        "idempotency_key": _NAME,
+        "error": _TEXT,
+        "links": _LINKS,
+        "snooze": _object(
+            {"by": _TEXT, "max": {"type": "integer", "minimum": 1}},
+        ),
+    },
+)
+_ACTION: Final[Schema] = _with(DECISION, {"action": DECISION["properties"]["action"]})
+_DONE: Final[Schema] = _with(_ACTION, {"idempotency_key": _NAME}, decision="act")
+
+_HELD_BY_RAIL: Final[Schema] = _with(DECISION, {"held_because": _TEXT})
+_HELD_BY_BLAST_RADIUS: Final[Schema] = _object(
+    {
+        "provider": _NAME,
+        "held_because": _TEXT,
+        "workspaces": {"type": "array", "items": _WORKSPACE},
+        "running": {"type": "integer", "minimum": 0},
+        "limit": {"type": "integer", "minimum": 0},
+    }
+)
+
+DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
+    ev.WORKSPACE_WARNED: _with(_ACTION, {"due_at": _TIME}, decision="warn"),
+    ev.WORKSPACE_WARNING_CLEARED: _with(DECISION, decision="clear"),
+    ev.WORKSPACE_STOPPED: _with(_DONE, action="stop"),
+    ev.WORKSPACE_RESUMED: _with(_DONE, action="resume"),
+    ev.WORKSPACE_EXTENDED: _with(_DONE, action="extend"),
+    ev.WORKSPACE_NOTIFIED: _with(DECISION, action="notify"),
+    ev.WORKSPACE_SKIPPED: DECISION,
+    ev.WORKSPACE_SNOOZED: _object(
+        {
+            "workspace": _WORKSPACE,
+            "provider": _NAME,
+            "policy": _NAME,
+            "action": DECISION["properties"]["action"],
+            "was_due_at": _TIME,
+            "snoozed_until": _TIME,
+            "by": _TEXT,
+            "snoozes_used": {"type": "integer", "minimum": 1},
+            "snoozes_max": {"type": "integer", "minimum": 1},
+        },
+        {"links": _LINKS},
+    ),
+    ev.ACTION_PLANNED: _with(_ACTION, {"idempotency_key": _NAME}),
+    ev.ACTION_FAILED: _with(_ACTION, {"idempotency_key": _NAME, "error": _TEXT}),
+    ev.ACTION_HELD: {"oneOf": [_HELD_BY_RAIL, _HELD_BY_BLAST_RADIUS]},
+    ev.PROVIDER_UNREACHABLE: _object({"provider": _NAME, "error": _TEXT}),
+    ev.PROVIDER_RECOVERED: _object({"provider": _NAME}),
+    ev.PROVIDER_ANSWER_REJECTED: _object(
+        {"provider": _NAME, "workspace": {"oneOf": [_WORKSPACE, {"type": "null"}]}, "reason": _TEXT}
+    ),
+    ev.POLICY_REJECTED: _object(
+        {"problems": {"type": "array", "items": _TEXT, "minItems": 1}},
+    ),
+    ev.POLICY_LOADED: _object(
+        {"policies": {"type": "array", "items": _NAME}, "fingerprint": _NAME},
+    ),
+    ev.SINK_DISABLED: _object(
+        {
+            "sink": _NAME,
+            "sink_type": {"enum": ["webhook", "slack", "pagerduty", "log"]},
+            "status": {"type": "integer"},
+            "reason": _TEXT,
+        }
+    ),
+    ev.EVENT_DEAD_LETTERED: _object(
+        {
+            "sink": _NAME,
+            "event_id": _NAME,
+            "event_type": _NAME,
+            "subject": _NAME,
+            "attempts": {"type": "integer", "minimum": 1},
+            "error": _TEXT,
+        }
+    ),
+}
+
+ENVELOPE: Final[Schema] = {
+    "type": "object",
+    "required": [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "data",
+    ],
+    "properties": {
+        "specversion": {"const": "1.0"},
+        "id": {**_NAME, "description": "unique and stable: de-duplicate on it"},
+        "source": {"type": "string", "pattern": "^warden://"},
+        "type": {"enum": sorted(ev.SEVERITY)},
+        "subject": _NAME,
+        "time": _TIME,
+        "datacontenttype": {"const": "application/json"},
+        "severity": {"enum": ["info", "warning", "critical"]},
+        "data": {"type": "object"},
+    },
+}
+
+
+def data_schema(event_type: str) -> Schema:
+    """The JSON Schema of `data` for one event type (KeyError for an unknown type)."""
+    return {
+        "$schema": DIALECT,
+        "$id": f"{ID_PREFIX}{event_type}:data",
+        "title": f"data of {event_type}",
+        **DATA_SCHEMAS[event_type],
+    }
+
+
+def event_schema(event_type: str) -> Schema:
+    """The JSON Schema of a whole CloudEvent of one type, envelope and data."""
+    properties = dict(ENVELOPE["properties"])
+    properties["type"] = {"const": event_type}
+    properties["data"] = DATA_SCHEMAS[event_type]
+    return {
+        "$schema": DIALECT,
+        "$id": f"{ID_PREFIX}{event_type}",
+        "title": event_type,
+        **ENVELOPE,
+        "properties": properties,
+    }
+
+
+def all_schemas() -> dict[str, Schema]:
+    """Every event type's schema, by type: what `warden schema events` prints."""
+    return {event_type: event_schema(event_type) for event_type in sorted(DATA_SCHEMAS)}
