@@ -28,7 +28,7 @@ from warden.clock import Clock, utc_now
 from warden.errors import ProviderError
 from warden.events import catalogue as ev
 from warden.model import Decision, DecisionKind, Event
-from warden.policy.decide import Rules, decide
+from warden.policy.decide import Rules, decide, sample_window
 from warden.policy.loader import (
     PolicyError,
     PolicySet,
@@ -180,7 +180,8 @@ class Daemon:
             return CycleResult(name, None, error=self.status[name].last_error)
         since = await store.last_cycle(name)
         await store.record_observation(name, observation.workspaces, now)
-        memory = await store.load_memory(name)
+        window = sample_window(self.rules)
+        memory = await store.load_memory(name, samples_since=now - window if window else None)
         decisions = decide(self.rules, observation.workspaces, memory, now=now, since=since)
         cycle = Cycle(
             provider=provider,

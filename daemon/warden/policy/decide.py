@@ -41,6 +41,16 @@ class Rules:
     settings: GlobalSettings
 
 
+def sample_window(rules: Rules) -> timedelta | None:
+    """How far back utilisation samples matter to these rules; None if no rule uses them."""
+    windows = [
+        p.when.for_ + (p.extend.by * p.extend.max if p.extend else timedelta(0))
+        for p in rules.policies
+        if p.when is not None and p.when.for_ is not None
+    ]
+    return max(windows) + rules.settings.max_staleness if windows else None
+
+
 def decide(
     rules: Rules,
     workspaces: Sequence[Workspace],

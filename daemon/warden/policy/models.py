@@ -8,6 +8,7 @@ by `references()` after every file of a set is read, so that errors name the lin
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -203,6 +204,7 @@ class When(Strict):
     for_: Duration | None = Field(
         default=None,
         alias="for",
+        le=timedelta(hours=24),  # samples are kept a day
         description="how long utilisation must stay below (with gpu_below or cpu_below)",
     )
 
