@@ -21,7 +21,10 @@ from warden.providers.registry import capability_names
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "policies").glob("*.y*ml"))
-EXAMPLE_ENV = {"CODER_TOKEN": "example-coder-token", "AUDIT_WEBHOOK_SECRET": "example-secret"}
+EXAMPLE_ENV = {
+    "CODER_TOKEN": "example-coder-token",
+    "AUDIT_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
 CAPABILITIES = {
     "coder": frozenset({"stop", "start", "extend", "activity", "spend"}),
     "mage": frozenset({"stop", "start", "activity"}),

@@ -1,4 +1,4 @@
-"""The `warden` command: run, validate, plan, explain, schema, migrate, demo.
+"""The `warden` command: run, validate, plan, explain, schema, events, migrate, demo.
 
 Exit codes: 0 success; 1 a runtime failure (store or platform unreachable at start);
 2 bad input (a policy file with problems, bad arguments); 130 interrupted.
@@ -17,6 +17,7 @@ import anyio
 import structlog
 
 from warden import __version__
+from warden.errors import WardenError
 from warden.logging import REDACTOR, configure_logging
 from warden.policy.loader import PolicyError, load_policies
 from warden.policy.models import PolicyFile
@@ -38,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except WardenError as e:  # a store or platform that cannot be reached: say so, plainly
+        print(f"warden: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:  # `warden schema | head`
+        return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)
 
-    schema = sub.add_parser("schema", help="print the policy files' JSON Schema")
+    schema = sub.add_parser("schema", help="print the JSON Schema of policy files (or events)")
+    schema.add_argument("what", nargs="?", choices=["policies", "events"], default="policies")
     schema.set_defaults(func=cmd_schema)
+
+    events = sub.add_parser("events", help="dead letters, replay, sinks")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    replay = events_sub.add_parser("replay", help="queue dead-lettered events again")
+    replay.add_argument("--sink", help="only this sink's dead letters")
+    replay.add_argument("--event", action="append", default=[], help="only this event id")
+    dead = events_sub.add_parser("dead-letters", help="list events a sink gave up on")
+    dead.add_argument("--sink")
+    enable = events_sub.add_parser("enable", help="switch on a sink a 410 Gone disabled")
+    enable.add_argument("sink")
+    events.set_defaults(func=cmd_events)
 
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(func=cmd_migrate)
@@ -100,7 +118,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_schema(_args: argparse.Namespace) -> int:
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.what == "events":
+        from warden.events.schemas import all_schemas
+
+        print(json.dumps(all_schemas(), indent=2, sort_keys=True))
+        return EXIT_OK
     schema = PolicyFile.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Warden policy file"
@@ -130,6 +153,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from warden.commands import migrate
 
     return anyio.run(migrate, _settings(args))
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from warden.commands import events
+
+    return anyio.run(events, _settings(args), args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

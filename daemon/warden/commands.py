@@ -40,6 +40,8 @@ async def run_daemon(settings: Settings, once: bool) -> int:
     async with Daemon(settings, policies=policies, notifier=Notifier()) as daemon:
         if once:
             results = await daemon.run_cycle()
+            assert daemon.dispatcher is not None
+            await daemon.dispatcher.deliver_once()  # one round of delivery; the rest waits
             return EXIT_OK if all(r.error is None for r in results) else EXIT_FAILURE
         await daemon.serve()
     return EXIT_OK
@@ -109,9 +111,9 @@ async def explanation(
     decisions = await store.decisions_for(ws_id, limit=20)
     report: dict[str, Any] = {
         "workspace": str(ws_id),
-        "record": row,
-        "memory": memory,
-        "decisions": decisions,
+        "record": _plain(row),
+        "memory": _plain(memory),
+        "decisions": [_plain(d) for d in decisions],
     }
     snapshot = _snapshot(row)
     if policies is not None and snapshot is not None:
@@ -158,6 +160,33 @@ async def migrate(settings: Settings) -> int:
     try:
         await store.migrate()
         print(f"schema at revision {await store.current_revision()}")
+    finally:
+        await store.aclose()
+    return EXIT_OK
+
+
+async def events(settings: Settings, args: Any) -> int:
+    """`warden events replay | dead-letters | enable`: the delivery side of the outbox."""
+    from warden.clock import utc_now
+    from warden.store import deliveries
+
+    store = await Store.open(settings.effective_database_url)
+    try:
+        await store.migrate()
+        if args.events_command == "replay":
+            count = await deliveries.replay(
+                store, now=utc_now(), sink=args.sink, event_ids=args.event
+            )
+            print(f"queued again: {count}")
+        elif args.events_command == "dead-letters":
+            for letter in await deliveries.dead_letters(store, sink=args.sink):
+                print(
+                    f"{letter.sink}\t#{letter.seq}\t{letter.event_id}\t{letter.type}\t"
+                    f"{letter.subject}\tattempts={letter.attempts}"
+                )
+        elif not await deliveries.enable_sink(store, args.sink):
+            print(f"sink {args.sink!r} is not disabled", file=sys.stderr)
+            return EXIT_FAILURE
     finally:
         await store.aclose()
     return EXIT_OK

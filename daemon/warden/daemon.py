@@ -27,6 +27,9 @@ from warden.actuator import Actuator, Cycle, CycleOutcome
 from warden.clock import Clock, utc_now
 from warden.errors import ProviderError
 from warden.events import catalogue as ev
+from warden.events.dispatcher import Dispatcher
+from warden.events.envelope import source_for
+from warden.events.snooze import SnoozeLinks, WarningLinks
 from warden.model import Decision, DecisionKind, Event
 from warden.policy.decide import Rules, decide, sample_window
 from warden.policy.loader import (
@@ -114,6 +117,8 @@ class Daemon:
         self._http: aiohttp.ClientSession | None = None
         self.store: Store | None = None
         self.actuator: Actuator | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.snooze_links: SnoozeLinks | None = None
         self.dry_run = settings.dry_run
         self.ready = anyio.Event()
 
@@ -124,7 +129,24 @@ class Daemon:
         self.store = await Store.open(self.settings.effective_database_url)
         await self.store.migrate()
         self._http = aiohttp.ClientSession(raise_for_status=False)
-        self.actuator = Actuator(store=self.store, sleep=self._sleep)
+        self.dispatcher = Dispatcher(
+            self.store,
+            sinks=self.policies.sinks,
+            policies=self.policies.policies,
+            http=self._http,
+            clock=self._clock,
+            source=source_for(os.uname().nodename),  # stable across restarts, unlike the pid
+            public_url=self.settings.public_url,
+        )
+        self.snooze_links = snooze_links(self.settings)
+        links = (
+            WarningLinks(
+                self.snooze_links, policies=lambda: self.policies.policies, clock=self._clock
+            )
+            if self.snooze_links
+            else None
+        )
+        self.actuator = Actuator(store=self.store, sleep=self._sleep, links=links)
         self._build_providers()
         self._mtimes = snapshot_mtimes(self.settings.policy_path)
         return self
@@ -168,6 +190,7 @@ class Daemon:
             async with self._locks[name]:
                 result = await self._cycle(name, now)
         self._schedule_due_jobs(name, result, now)
+        self._events_written()
         self._announce_ready_once()
         if self._on_cycle is not None:
             self._on_cycle(result)
@@ -335,6 +358,8 @@ class Daemon:
         if fingerprint == self._fingerprint:
             return True
         self.policies, self.rules, self._fingerprint = policies, rules_of(policies), fingerprint
+        if self.dispatcher is not None:
+            self.dispatcher.configure(policies.sinks, policies.policies)
         for provider in self.providers.values():
             await provider.aclose()
         self._build_providers()
@@ -360,6 +385,11 @@ class Daemon:
         )
         return True
 
+    def _events_written(self) -> None:
+        """Wake the dispatcher: new events are in the outbox."""
+        if self.dispatcher is not None:
+            self.dispatcher.notify()
+
     async def reload_if_changed(self) -> None:
         mtimes = snapshot_mtimes(self.settings.policy_path)
         if mtimes != self._mtimes:
@@ -375,6 +405,8 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._signals, stop, tg.cancel_scope)
             tg.start_soon(self._watchdog)
+            assert self.dispatcher is not None
+            tg.start_soon(self.dispatcher.run, stop)
             await stop.wait()
             self._notifier.stopping()
             log.info("daemon.stopping")
@@ -418,6 +450,13 @@ class Daemon:
             self.ready.set()
             ok = sum(1 for s in self.status.values() if s.last_success_at)
             self._notifier.ready(f"watching {ok}/{len(self.status)} providers")
+
+
+def snooze_links(settings: Settings) -> SnoozeLinks | None:
+    """Signed snooze links, when there is a secret to sign them and a URL to reach us."""
+    if settings.snooze_secret is None or settings.public_url is None:
+        return None
+    return SnoozeLinks(settings.snooze_secret.get_secret_value().encode(), settings.public_url)
 
 
 def _skipped_event(provider: str, native_id: str | None, reason: str, now: datetime) -> Event:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from warden.events.signing import SigningSecret
 from warden.model import Verb
 from warden.policy.durations import Duration, Percent
 from warden.policy.schedule import parse_window
@@ -147,7 +148,17 @@ class SinkBase(Strict):
 class WebhookSink(SinkBase):
     type: Literal["webhook"]
     url: AnyHttpUrl
-    secret: SecretStr | None = Field(default=None, description="Standard Webhooks signing secret")
+    secret: SecretStr | None = Field(
+        default=None, description="Standard Webhooks signing secret: whsec_<base64>"
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refused at load, with file:line, rather than at the first delivery."""
+        if value is not None:
+            SigningSecret.parse(value.get_secret_value())
+        return value
 
 
 class SlackSink(SinkBase):

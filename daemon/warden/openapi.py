@@ -1,0 +1,484 @@
+"""The admin API's contract: its OpenAPI 3.0 document and the limits both sides share.
+
+Hand-written, because it is the promise to admins' scripts: every answer the server
+gives (errors included) must match it, and schemathesis holds the server to it in
+tests/test_server.py. The bounds on parameters live here, once, so that what the
+document calls valid is exactly what `server.py` accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from warden import __version__
+from warden.model import State
+
+MAX_PAGE: Final = 500  # workspaces per page
+MAX_EVENTS: Final = 1000  # events per page
+DEFAULT_PAGE: Final = 100
+MAX_OFFSET: Final = 2**31 - 1
+MAX_SEQ: Final = 2**53 - 1  # the largest integer every JSON reader keeps exact
+# A snooze: one number and a unit, up to 999 hours or 30 days. Searched (not
+# full-matched) like JSON Schema does; the server strips what `$` lets through.
+SNOOZE_PATTERN: Final = r"^(?:[1-9][0-9]{0,2}[smh]|(?:[1-9]|[12][0-9]|30)d)$"
+
+_JSON = "application/json"
+_BEARER: Final[list[dict[str, list[str]]]] = [{"bearerAuth": []}]
+_OPEN: Final[list[dict[str, list[str]]]] = []
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _nullable(type_: str, **more: Any) -> dict[str, Any]:
+    return {"type": type_, "nullable": True, **more}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_TIME_OR_NULL = _nullable("string", format="date-time")
+
+_ERRORS_READ = {
+    "400": _error("a parameter is malformed or out of range"),
+    "401": _error("no token, or a token Warden does not know"),
+    "default": _error("any other failure, in the same shape"),
+}
+_ERRORS_WRITE = _ERRORS_READ | {"403": _error("a read-only token on a route that changes state")}
+
+
+def _page_params(max_limit: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "items per page",
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": max_limit,
+                "default": DEFAULT_PAGE,
+            },
+        }
+    ]
+
+
+def _path_params() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "provider",
+            "in": "path",
+            "required": True,
+            "description": "the provider instance's name in the policy files",
+            "schema": {"type": "string", "minLength": 1},
+            "example": "coder-prod",
+        },
+        {
+            "name": "id",
+            "in": "path",
+            "required": True,
+            "description": "the platform's own id of the workspace",
+            "schema": {"type": "string", "minLength": 1},
+            "example": "ws_1",
+        },
+    ]
+
+
+def _schemas() -> dict[str, Any]:
+    state = {"type": "string", "enum": [str(s) for s in State]}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "additionalProperties": False,
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "code": {
+                            "type": "string",
+                            "description": "stable, for programs: not_found, unauthorized, ...",
+                        },
+                        "message": {"type": "string", "description": "for people"},
+                    },
+                }
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "additionalProperties": False,
+            "properties": {"status": {"type": "string", "enum": ["alive"]}},
+        },
+        "Check": {
+            "type": "object",
+            "required": ["ok", "detail"],
+            "additionalProperties": False,
+            "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+        },
+        "ProviderCheck": {
+            "type": "object",
+            "required": ["ok", "detail", "last_success_at", "max_age_seconds"],
+            "additionalProperties": False,
+            "properties": {
+                "ok": {"type": "boolean"},
+                "detail": {"type": "string"},
+                "last_success_at": _TIME_OR_NULL,
+                "max_age_seconds": {"type": "number"},
+            },
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["ready", "failing", "policies", "store", "providers"],
+            "additionalProperties": False,
+            "properties": {
+                "ready": {"type": "boolean"},
+                "failing": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "the parts that are not ready: policies, store, providers.NAME",
+                },
+                "policies": _ref("Check"),
+                "store": _ref("Check"),
+                "providers": {"type": "object", "additionalProperties": _ref("ProviderCheck")},
+            },
+        },
+        "Workspace": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "ref",
+                "provider",
+                "id",
+                "name",
+                "owner",
+                "state",
+                "first_seen_at",
+                "last_seen_at",
+                "running_since",
+                "started_at",
+                "snoozed_until",
+                "stopped_by",
+                "stopped_at",
+            ],
+            "properties": {
+                "ref": {"type": "string", "description": "PROVIDER/ID, as in events"},
+                "provider": {"type": "string"},
+                "id": {"type": "string"},
+                "name": _nullable("string"),
+                "owner": _nullable("string"),
+                "state": {**state, "nullable": True},
+                "first_seen_at": _TIME,
+                "last_seen_at": _TIME_OR_NULL,
+                "running_since": _TIME_OR_NULL,
+                "started_at": _TIME_OR_NULL,
+                "snoozed_until": _TIME_OR_NULL,
+                "stopped_by": _nullable("string", description="the policy Warden stopped it for"),
+                "stopped_at": _TIME_OR_NULL,
+            },
+        },
+        "WorkspacePage": {
+            "type": "object",
+            "required": ["items", "next"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {"type": "array", "items": _ref("Workspace")},
+                "next": _nullable("string", description="the next page; null on the last"),
+            },
+        },
+        "Explanation": {
+            "type": "object",
+            "required": ["workspace", "record", "memory", "decisions"],
+            "description": "what `warden explain --json` prints",
+            "properties": {
+                "workspace": {"type": "string"},
+                "record": {"type": "object"},
+                "memory": {"type": "object", "nullable": True},
+                "decisions": {"type": "array", "items": {"type": "object"}},
+                "policies": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "Event": {
+            "type": "object",
+            "required": ["seq", "id", "type", "subject", "time", "severity", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "seq": {"type": "integer"},
+                "id": {"type": "string"},
+                "type": {"type": "string", "example": "warden.workspace.stopped"},
+                "subject": {"type": "string"},
+                "time": _TIME,
+                "severity": {"type": "string"},
+                "data": {"type": "object"},
+            },
+        },
+        "EventPage": {
+            "type": "object",
+            "required": ["items", "cursor", "next"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {"type": "array", "items": _ref("Event")},
+                "cursor": {
+                    "type": "integer",
+                    "description": "pass as `after` to read on from here (now or later)",
+                },
+                "next": _nullable("string", description="the next page if more are waiting now"),
+            },
+        },
+        "SnoozeRequest": {
+            "type": "object",
+            "required": ["for"],
+            "additionalProperties": False,
+            "properties": {
+                "for": {
+                    "type": "string",
+                    "pattern": SNOOZE_PATTERN,
+                    "description": "how long: 90m, 8h, 3d (at most 999h or 30d)",
+                    "example": "1h",
+                }
+            },
+        },
+        "Snoozed": {
+            "type": "object",
+            "required": ["workspace", "snoozed_until"],
+            "additionalProperties": False,
+            "properties": {"workspace": {"type": "string"}, "snoozed_until": _TIME},
+        },
+        "DryRun": {
+            "type": "object",
+            "required": ["enabled"],
+            "additionalProperties": False,
+            "properties": {"enabled": {"type": "boolean"}},
+        },
+        "Reloaded": {
+            "type": "object",
+            "required": ["loaded", "policies", "providers"],
+            "additionalProperties": False,
+            "properties": {
+                "loaded": {"type": "boolean", "enum": [True]},
+                "policies": {"type": "array", "items": {"type": "string"}},
+                "providers": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    }
+
+
+def _health_paths() -> dict[str, Any]:
+    protected = " Open unless WARDEN_PROTECT_HEALTH=true, then any token (read-only or admin)."
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Alive: the process answers." + protected,
+                "tags": ["health"],
+                "security": _OPEN,
+                "responses": {
+                    "200": _json(_ref("Health"), "alive"),
+                    "default": _error("an error, such as 401 when health is protected"),
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Ready: policies loaded, store reachable, every provider polled lately."
+                + protected,
+                "tags": ["health"],
+                "security": _OPEN,
+                "responses": {
+                    "200": _json(_ref("Readiness"), "ready"),
+                    "503": _json(_ref("Readiness"), "not ready; `failing` says which part"),
+                    "default": _error("an error, such as 401 when health is protected"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (text exposition format; OpenMetrics on request)."
+                + protected,
+                "tags": ["health"],
+                "security": _OPEN,
+                "responses": {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/openmetrics-text": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "default": _error("an error, such as 401 when health is protected"),
+                },
+            }
+        },
+    }
+
+
+def _workspace_paths() -> dict[str, Any]:
+    filters = [
+        {
+            "name": "provider",
+            "in": "query",
+            "required": False,
+            "description": "only this provider instance's workspaces",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "state",
+            "in": "query",
+            "required": False,
+            "description": "only workspaces last seen in this state",
+            "schema": {"type": "string", "enum": [str(s) for s in State]},
+        },
+        {
+            "name": "owner",
+            "in": "query",
+            "required": False,
+            "description": "only this owner's workspaces",
+            "schema": {"type": "string"},
+        },
+        *_page_params(MAX_PAGE),
+        {
+            "name": "offset",
+            "in": "query",
+            "required": False,
+            "description": "how many matching workspaces to skip",
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+        },
+    ]
+    return {
+        "/v1/workspaces": {
+            "get": {
+                "operationId": "listWorkspaces",
+                "summary": "Workspaces Warden knows, in a stable order (provider, id).",
+                "tags": ["workspaces"],
+                "security": _BEARER,
+                "parameters": filters,
+                "responses": {"200": _json(_ref("WorkspacePage"), "one page"), **_ERRORS_READ},
+            }
+        },
+        "/v1/workspaces/{provider}/{id}/explain": {
+            "get": {
+                "operationId": "explainWorkspace",
+                "summary": "The facts, memory and recent decisions behind a workspace.",
+                "tags": ["workspaces"],
+                "security": _BEARER,
+                "parameters": _path_params(),
+                "responses": {
+                    "200": _json(_ref("Explanation"), "the explanation"),
+                    "404": _error("Warden has not seen this workspace"),
+                    **_ERRORS_READ,
+                },
+            }
+        },
+        "/v1/workspaces/{provider}/{id}/snooze": {
+            "post": {
+                "operationId": "snoozeWorkspace",
+                "summary": "Hold every action on a workspace for a while (admin).",
+                "tags": ["workspaces"],
+                "security": _BEARER,
+                "parameters": _path_params(),
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": _ref("SnoozeRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Snoozed"), "snoozed"),
+                    "404": _error("Warden has not seen this workspace"),
+                    **_ERRORS_WRITE,
+                },
+            }
+        },
+    }
+
+
+def _daemon_paths() -> dict[str, Any]:
+    events_params = [
+        {
+            "name": "after",
+            "in": "query",
+            "required": False,
+            "description": "only events after this sequence number",
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
+        },
+        *_page_params(MAX_EVENTS),
+    ]
+    return {
+        "/v1/events": {
+            "get": {
+                "operationId": "listEvents",
+                "summary": "The event outbox in order: what Warden did and told, and why.",
+                "tags": ["events"],
+                "security": _BEARER,
+                "parameters": events_params,
+                "responses": {"200": _json(_ref("EventPage"), "one page"), **_ERRORS_READ},
+            }
+        },
+        "/v1/policies/reload": {
+            "post": {
+                "operationId": "reloadPolicies",
+                "summary": "Read the policy files again, as SIGHUP does (admin).",
+                "tags": ["daemon"],
+                "security": _BEARER,
+                "responses": {
+                    "200": _json(_ref("Reloaded"), "loaded (or unchanged)"),
+                    "409": _error("the files have problems; the last good set stays in force"),
+                    **_ERRORS_WRITE,
+                },
+            }
+        },
+        "/v1/dry-run": {
+            "get": {
+                "operationId": "getDryRun",
+                "summary": "Whether the daemon acts, or only decides and tells.",
+                "tags": ["daemon"],
+                "security": _BEARER,
+                "responses": {"200": _json(_ref("DryRun"), "the switch"), **_ERRORS_READ},
+            },
+            "post": {
+                "operationId": "setDryRun",
+                "summary": "Switch dry run on or off until the next restart (admin).",
+                "tags": ["daemon"],
+                "security": _BEARER,
+                "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("DryRun")}}},
+                "responses": {"200": _json(_ref("DryRun"), "the switch, now"), **_ERRORS_WRITE},
+            },
+        },
+    }
+
+
+def openapi_document(*, version: str = __version__) -> dict[str, Any]:
+    """The whole OpenAPI 3.0 document, as served at /openapi.json."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Warden admin API",
+            "version": version,
+            "description": (
+                "Health, metrics and the admin routes of one Warden daemon. Routes under "
+                "/v1 need a bearer token: read-only or admin for GET, admin for POST. "
+                'Every error is {"error": {"code", "message"}}.'
+            ),
+        },
+        "paths": _health_paths() | _workspace_paths() | _daemon_paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "WARDEN_ADMIN_TOKEN or WARDEN_READONLY_TOKEN",
+                }
+            },
+            "schemas": _schemas(),
+        },
+    }
