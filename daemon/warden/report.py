@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from warden.actuator import CycleOutcome
-from warden.model import Decision, DecisionKind, Workspace, WorkspaceId
+from warden.model import Decision, DecisionKind, State, Workspace, WorkspaceId
+from warden.policy.durations import format_duration
 
 
 def decision_line(decision: Decision, names: Mapping[WorkspaceId, Workspace]) -> str:
     """One decision as a line: verb, workspace, policy, reason, and when."""
     ws = names.get(decision.workspace)
-    who = f"{decision.workspace}" + (f" ({ws.name}, {ws.owner})" if ws else "")
+    who = f"{decision.workspace}" + (f" ({_who(ws)})" if ws else "")
     head = _label(decision)
     tail = ""
     if decision.due_at is not None:
@@ -43,10 +45,29 @@ def outcome_lines(outcome: CycleOutcome, names: Mapping[WorkspaceId, Workspace])
 
 
 def left_alone_lines(
-    workspaces: Iterable[Workspace], decisions: Iterable[Decision]
+    workspaces: Iterable[Workspace], decisions: Iterable[Decision], *, now: datetime
 ) -> Iterable[str]:
     """Workspaces no policy acted on this cycle, with their state."""
     touched = {d.workspace for d in decisions if d.kind is not DecisionKind.SKIP}
     for ws in workspaces:
         if ws.id not in touched:
-            yield f"{'OK':<9} {ws.id} ({ws.name}, {ws.owner}) · {ws.state}: left alone"
+            yield f"{'OK':<9} {ws.id} ({_who(ws)}) · left alone: {_why_alone(ws, now)}"
+
+
+def _who(ws: Workspace) -> str:
+    return f"{ws.name}, {ws.owner}" if ws.owner else ws.name
+
+
+def _why_alone(ws: Workspace, now: datetime) -> str:
+    """The fact that kept a workspace out of every policy's reach, in a few words."""
+    if ws.state is not State.RUNNING:
+        return str(ws.state)
+    if ws.busy:
+        return "running, busy (work in progress)"
+    facts = []
+    if ws.last_active_at is not None:
+        facts.append(f"active {format_duration(now - ws.last_active_at)} ago")
+    gpu = ws.utilisation.get("gpu")
+    if gpu is not None:
+        facts.append(f"GPU {gpu}%")
+    return "running, " + (", ".join(facts) if facts else "activity unknown")
