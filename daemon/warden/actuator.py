@@ -34,6 +34,7 @@ from warden.model import (
 from warden.policy.decide import Rules, decide_policy
 from warden.providers.base import Provider
 from warden.retry import Backoff, CircuitBreaker, Sleep, with_retries
+from warden.store.rows import PlannedAction
 
 log = structlog.get_logger(__name__)
 
@@ -43,12 +44,15 @@ DISRUPTIVE = frozenset({Verb.STOP, Verb.RESUME})
 class ActionStore(Protocol):
     """The part of the store the actuator writes to."""
 
-    async def save_warning(
-        self, ws: WorkspaceId, warning: Warning, events: Sequence[Event]
+    async def save_warnings(
+        self, warnings: Sequence[tuple[WorkspaceId, Warning]], events: Sequence[Event]
     ) -> None: ...
-    async def clear_warning(
-        self, ws: WorkspaceId, policy: str, events: Sequence[Event]
+    async def clear_warnings(
+        self, cleared: Sequence[tuple[WorkspaceId, str]], events: Sequence[Event]
     ) -> None: ...
+    async def record_plans(
+        self, plans: Sequence[PlannedAction], now: datetime, events: Mapping[str, Event]
+    ) -> list[str]: ...
     async def add_events(self, events: Sequence[Event]) -> None: ...
     async def begin_action(
         self,
@@ -119,77 +123,105 @@ class Actuator:
         return self._breakers.setdefault(provider, CircuitBreaker())
 
     async def apply(self, cycle: Cycle, decisions: Sequence[Decision]) -> CycleOutcome:
+        """Write what needs no platform call in bulk, then act one action at a time."""
         outcome = CycleOutcome()
         held = await self._blast_radius(cycle, decisions, outcome)
-        for decision in decisions:
-            with structlog.contextvars.bound_contextvars(
-                workspace=str(decision.workspace), policy=decision.policy
-            ):
-                if id(decision) in held:
-                    continue
-                await self._apply_one(cycle, decision, outcome)
+        kept = [d for d in decisions if id(d) not in held]
+        await self._record_notes(cycle, kept, outcome)
+        acts = [d for d in kept if d.kind is DecisionKind.ACT and d.verb is not Verb.NOTIFY]
+        await self._record_plans(cycle, [d for d in acts if self._is_dry(cycle, d)], outcome)
+        for decision in acts:
+            if not self._is_dry(cycle, decision):
+                with structlog.contextvars.bound_contextvars(
+                    workspace=str(decision.workspace), policy=decision.policy
+                ):
+                    await self._act(cycle, decision, outcome)
         return outcome
 
-    async def _apply_one(self, cycle: Cycle, decision: Decision, outcome: CycleOutcome) -> None:
-        if decision.kind is DecisionKind.WARN:
-            await self._warn(cycle, decision)
-            outcome.warned.append(decision)
-        elif decision.kind is DecisionKind.CLEAR:
-            event = ev.decision_event(decision, now=cycle.now)
-            await self._store.clear_warning(decision.workspace, decision.policy, [event])
-            outcome.cleared.append(decision)
-        elif decision.kind is DecisionKind.SKIP:
-            await self._store.add_events([ev.decision_event(decision, now=cycle.now)])
-        elif decision.verb is Verb.NOTIFY:
-            await self._notify(cycle, decision)
-            outcome.done.append(decision)
-        else:
-            await self._act(cycle, decision, outcome)
+    @staticmethod
+    def _is_dry(cycle: Cycle, decision: Decision) -> bool:
+        return decision.dry_run or cycle.dry_run
 
-    async def _warn(self, cycle: Cycle, decision: Decision) -> None:
-        assert decision.due_at is not None
+    async def _record_notes(
+        self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome
+    ) -> None:
+        """Warnings, clears, skips and notifications: Warden's own state, in two writes."""
+        warnings: list[tuple[WorkspaceId, Warning]] = []
+        cleared: list[tuple[WorkspaceId, str]] = []
+        saved_events: list[Event] = []
+        cleared_events: list[Event] = []
+        for d in decisions:
+            if d.kind is DecisionKind.WARN:
+                warnings.append((d.workspace, self._warning(d, cycle.now)))
+                extra = self._links.for_warning(d) if self._links else {}
+                saved_events.append(ev.decision_event(d, now=cycle.now, extra=extra))
+                outcome.warned.append(d)
+            elif d.kind is DecisionKind.ACT and d.verb is Verb.NOTIFY:
+                # Remembered as a warning already due, so that it is told once.
+                warnings.append((d.workspace, self._warning(d, cycle.now, due_at=cycle.now)))
+                saved_events.append(
+                    ev.new_event(
+                        ev.WORKSPACE_NOTIFIED,
+                        str(d.workspace),
+                        now=cycle.now,
+                        data=ev.decision_data(d),
+                    )
+                )
+                outcome.done.append(d)
+            elif d.kind is DecisionKind.SKIP:
+                saved_events.append(ev.decision_event(d, now=cycle.now))
+            elif d.kind is DecisionKind.CLEAR:
+                cleared.append((d.workspace, d.policy))
+                cleared_events.append(ev.decision_event(d, now=cycle.now))
+                outcome.cleared.append(d)
+        if warnings or saved_events:
+            await self._store.save_warnings(warnings, saved_events)
+        if cleared:
+            await self._store.clear_warnings(cleared, cleared_events)
+        if warnings:
+            log.info("workspaces.warned", count=len(outcome.warned))
+
+    @staticmethod
+    def _warning(decision: Decision, now: datetime, *, due_at: datetime | None = None) -> Warning:
+        due = due_at or decision.due_at
+        assert due is not None
         assert decision.verb is not None
-        warning = Warning(
-            policy=decision.policy, verb=decision.verb, warned_at=cycle.now, due_at=decision.due_at
-        )
-        extra = self._links.for_warning(decision) if self._links else {}
-        event = ev.decision_event(decision, now=cycle.now, extra=extra)
-        await self._store.save_warning(decision.workspace, warning, [event])
-        log.info("workspace.warned", due_at=decision.due_at.isoformat(), reason=decision.reason)
+        return Warning(policy=decision.policy, verb=decision.verb, warned_at=now, due_at=due)
 
-    async def _notify(self, cycle: Cycle, decision: Decision) -> None:
-        """A notification is remembered as a warning that is already due, so it is sent once."""
-        warning = Warning(
-            policy=decision.policy, verb=Verb.NOTIFY, warned_at=cycle.now, due_at=cycle.now
-        )
-        event = ev.new_event(
-            ev.WORKSPACE_NOTIFIED,
-            str(decision.workspace),
-            now=cycle.now,
-            data=ev.decision_data(decision),
-        )
-        await self._store.save_warning(decision.workspace, warning, [event])
+    async def _record_plans(
+        self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome
+    ) -> None:
+        """Dry run: each planned action is recorded and told once, all in one write."""
+        plans, events, by_key = [], {}, {}
+        for d in decisions:
+            assert d.verb is not None
+            key = self._key(cycle, d, dry_run=True)
+            plans.append(
+                PlannedAction(
+                    key=key, ws=d.workspace, policy=d.policy, verb=d.verb, reason=d.reason
+                )
+            )
+            data = ev.decision_data(d) | {"idempotency_key": key, "dry_run": True}
+            events[key] = ev.new_event(
+                ev.ACTION_PLANNED, str(d.workspace), now=cycle.now, data=data
+            )
+            by_key[key] = d
+        for key in await self._store.record_plans(plans, cycle.now, events):
+            outcome.planned.append(by_key[key])
 
-    async def _act(self, cycle: Cycle, decision: Decision, outcome: CycleOutcome) -> None:
-        assert decision.verb is not None
-        dry_run = decision.dry_run or cycle.dry_run
-        key = idempotency_key(
+    @staticmethod
+    def _key(cycle: Cycle, decision: Decision, *, dry_run: bool) -> str:
+        return idempotency_key(
             decision,
             cycle.memory.get(decision.workspace, EMPTY_MEMORY),
             cycle.snapshots.get(decision.workspace),
             dry_run=dry_run,
         )
-        data = ev.decision_data(decision) | {"idempotency_key": key, "dry_run": dry_run}
-        if dry_run:
-            event = ev.new_event(
-                ev.ACTION_PLANNED, str(decision.workspace), now=cycle.now, data=data
-            )
-            if await self._begin(cycle, decision, key, dry_run=True, events=[event]):
-                await self._store.finish_action(
-                    key, outcome="planned", error=None, now=cycle.now, events=[]
-                )
-                outcome.planned.append(decision)
-            return
+
+    async def _act(self, cycle: Cycle, decision: Decision, outcome: CycleOutcome) -> None:
+        """One real action: breaker, idempotency, fresh read, retries, recorded outcome."""
+        key = self._key(cycle, decision, dry_run=False)
+        data = ev.decision_data(decision) | {"idempotency_key": key, "dry_run": False}
         breaker = self.breaker(cycle.provider.name)
         if not breaker.allows(cycle.now):
             await self._hold(cycle, decision, "circuit open: provider failing", outcome)

@@ -102,3 +102,14 @@ class StoredEvent:
             data=self.data,
             severity=self.severity,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedAction:
+    """An action a dry run would have taken, to be recorded once under its key."""
+
+    key: str
+    ws: WorkspaceId
+    policy: str
+    verb: Verb
+    reason: str

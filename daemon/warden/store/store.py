@@ -15,7 +15,7 @@ in order (a reader following `seq` never skips an event that commits late).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -57,7 +57,14 @@ from warden.store.codec import (
 from warden.store.engine import async_url, create_engine, upsert, writer
 from warden.store.errors import ActionNotPending, StoreUnavailable, UnknownWorkspace
 from warden.store.period import Period, next_period
-from warden.store.rows import ActionRecord, Outcome, StoredDecision, StoredEvent, WorkspaceRow
+from warden.store.rows import (
+    ActionRecord,
+    Outcome,
+    PlannedAction,
+    StoredDecision,
+    StoredEvent,
+    WorkspaceRow,
+)
 from warden.store.samples import read_samples, sample_rows, write_samples
 
 # snapshot_from_row is re-exported: `warden explain` imports it from here.
@@ -259,15 +266,25 @@ class Store:
         self, ws: WorkspaceId, warning: Warning, events: Sequence[Event]
     ) -> None:
         """Record a warning given; warning again keeps the snoozes already used."""
-        insert = upsert(db.warnings, self._dialect).values(
-            provider=ws.provider,
-            native_id=ws.native,
-            policy=warning.policy,
-            verb=str(warning.verb),
-            warned_at=warning.warned_at,
-            due_at=warning.due_at,
-            snoozes_used=warning.snoozes_used,
-        )
+        await self.save_warnings([(ws, warning)], events)
+
+    async def save_warnings(
+        self, warnings: Sequence[tuple[WorkspaceId, Warning]], events: Sequence[Event]
+    ) -> None:
+        """Record many warnings and their events in one transaction (one cycle's worth)."""
+        rows = [
+            {
+                "provider": ws.provider,
+                "native_id": ws.native,
+                "policy": warning.policy,
+                "verb": str(warning.verb),
+                "warned_at": warning.warned_at,
+                "due_at": warning.due_at,
+                "snoozes_used": warning.snoozes_used,
+            }
+            for ws, warning in warnings
+        ]
+        insert = upsert(db.warnings, self._dialect)
         kept = db.warnings.c.snoozes_used
         stmt = insert.on_conflict_do_update(
             index_elements=[db.warnings.c.provider, db.warnings.c.native_id, db.warnings.c.policy],
@@ -279,15 +296,65 @@ class Store:
             },
         )
         async with self._write() as conn:
-            await conn.execute(stmt)
+            if rows:
+                await conn.execute(stmt, rows)
             await self._outbox(conn, events)
 
     async def clear_warning(self, ws: WorkspaceId, policy: str, events: Sequence[Event]) -> None:
+        await self.clear_warnings([(ws, policy)], events)
+
+    async def clear_warnings(
+        self, cleared: Sequence[tuple[WorkspaceId, str]], events: Sequence[Event]
+    ) -> None:
+        """Forget many warnings (by workspace and policy) and write their events, at once."""
+        t = db.warnings
+        stmt = delete(t).where(
+            t.c.provider == bindparam("p"),
+            t.c.native_id == bindparam("n"),
+            t.c.policy == bindparam("pol"),
+        )
         async with self._write() as conn:
-            await conn.execute(
-                delete(db.warnings).where(_is(db.warnings, ws), _policy(db.warnings, policy))
-            )
+            if cleared:
+                await conn.execute(
+                    stmt,
+                    [{"p": ws.provider, "n": ws.native, "pol": policy} for ws, policy in cleared],
+                )
             await self._outbox(conn, events)
+
+    async def record_plans(
+        self, plans: Sequence[PlannedAction], now: datetime, events: Mapping[str, Event]
+    ) -> list[str]:
+        """Dry run: record what would have been done, once per key; the keys that were new.
+
+        Each new key's event (from `events`, by key) is written with it; a key already
+        recorded writes nothing, so a dry run tells each planned action once.
+        """
+        if not plans:
+            return []
+        rows = [
+            {
+                "idempotency_key": plan.key,
+                "provider": plan.ws.provider,
+                "native_id": plan.ws.native,
+                "policy": plan.policy,
+                "verb": str(plan.verb),
+                "reason": plan.reason,
+                "requested_at": now,
+                "finished_at": now,
+                "outcome": str(Outcome.PLANNED),
+                "dry_run": True,
+            }
+            for plan in plans
+        ]
+        stmt = (
+            upsert(db.actions, self._dialect)
+            .on_conflict_do_nothing(index_elements=[db.actions.c.idempotency_key])
+            .returning(db.actions.c.idempotency_key)
+        )
+        async with self._write() as conn:
+            new = [row.idempotency_key for row in await conn.execute(stmt, rows)]
+            await self._outbox(conn, [events[key] for key in new if key in events])
+        return new
 
     async def snooze(self, ws: WorkspaceId, until: datetime, events: Sequence[Event]) -> None:
         """Hold actions on `ws` until `until`, counting one snooze on each of its warnings."""
