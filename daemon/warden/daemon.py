@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,18 +21,20 @@ from typing import Any
 import aiohttp
 import anyio
 import structlog
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from warden.actuator import Actuator, Cycle, CycleOutcome
-from warden.clock import Clock, utc_now
+from warden.clock import Clock, monotonic, utc_now
 from warden.errors import ProviderError
 from warden.events import catalogue as ev
 from warden.events.dispatcher import Dispatcher
 from warden.events.envelope import source_for
-from warden.events.snooze import SnoozeLinks, WarningLinks
-from warden.model import Decision, DecisionKind, Event
+from warden.events.snooze import SnoozeLinks, WarningLinks, snooze_routes
+from warden.metrics import Metrics
+from warden.model import EMPTY_MEMORY, Decision, DecisionKind, Event, Memory, WorkspaceId
 from warden.policy.decide import Rules, decide, sample_window
 from warden.policy.loader import (
     PolicyError,
@@ -45,6 +49,7 @@ from warden.providers.base import Observation, Provider
 from warden.providers.registry import build_provider, capability_names
 from warden.retry import Sleep
 from warden.sdnotify import Notifier
+from warden.server import serve_admin
 from warden.settings import Settings, policy_environment
 from warden.store import Store
 
@@ -99,6 +104,7 @@ class Daemon:
         env: Mapping[str, str] | None = None,
         notifier: Notifier | None = None,
         on_cycle: Callable[[CycleResult], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.policies = policies
@@ -121,6 +127,7 @@ class Daemon:
         self.snooze_links: SnoozeLinks | None = None
         self.dry_run = settings.dry_run
         self.ready = anyio.Event()
+        self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -216,8 +223,11 @@ class Daemon:
             dry_run=self.dry_run or self.policies.providers[name].dry_run,
         )
         await store.record_decisions(decisions, now, [])
+        for decision in decisions:
+            self.metrics.decision(decision.policy, decision.kind)
         assert self.actuator is not None
         outcome = await self.actuator.apply(cycle, decisions)
+        self._count_actions(outcome, memory, now)
         await store.mark_cycle(name, now, success=True)
         log.info(
             "cycle.finished",
@@ -228,15 +238,35 @@ class Daemon:
         )
         return CycleResult(name, observation, decisions, outcome)
 
+    def _count_actions(
+        self, outcome: CycleOutcome, memory: Mapping[WorkspaceId, Memory], now: datetime
+    ) -> None:
+        """Each action's outcome, and how late a warned one ran after its deadline."""
+        for decision in outcome.done:
+            warning = memory.get(decision.workspace, EMPTY_MEMORY).warnings.get(decision.policy)
+            late = now - warning.due_at if warning is not None else None
+            self.metrics.action(
+                decision.policy, str(decision.verb), "succeeded", latency_after_due=late
+            )
+        for decision in outcome.planned:
+            self.metrics.action(decision.policy, str(decision.verb), "planned")
+        for decision, _why in outcome.failed:
+            self.metrics.action(decision.policy, str(decision.verb), "failed")
+        for decision, _why in outcome.held:
+            self.metrics.action(decision.policy, str(decision.verb), "held")
+
     async def _observe(self, provider: Provider, now: datetime) -> Observation | None:
         """A full listing, or None (never an empty list) when the provider cannot be read."""
         status = self.status[provider.name]
         store = self._store()
+        started = monotonic()
         try:
             observation = await provider.observe(
                 now=now, filter=server_filter(self.rules.policies, provider.name)
             )
         except ProviderError as e:
+            self.metrics.poll_finished(provider.name, seconds=monotonic() - started, ok=False)
+            self.metrics.api_error(provider.name, e.status)
             status.last_error = str(e)
             events = []
             if not status.unreachable:
@@ -253,6 +283,10 @@ class Daemon:
             await store.mark_cycle(provider.name, now, success=False)
             log.warning("poll.failed", error=str(e))
             return None
+        self.metrics.poll_finished(provider.name, seconds=monotonic() - started, ok=True)
+        self.metrics.workspaces_seen(
+            provider.name, Counter(str(ws.state) for ws in observation.workspaces)
+        )
         events = [
             _skipped_event(provider.name, s.native_id, s.reason, now) for s in observation.skipped
         ]
@@ -350,10 +384,12 @@ class Daemon:
         except PolicyError as e:
             problems = [str(p) for p in e.problems]
             log.error("policy.rejected", problems=problems)
+            self.metrics.policy_reload(ok=False)
             await self._store().add_events(
                 [ev.new_event(ev.POLICY_REJECTED, "policies", now=now, data={"problems": problems})]
             )
             return False
+        self.metrics.policy_reload(ok=True)
         fingerprint = policy_fingerprint(policies)
         if fingerprint == self._fingerprint:
             return True
@@ -401,8 +437,20 @@ class Daemon:
     async def serve(self, until: anyio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT (or `until`); SIGHUP reloads the policies."""
         stop = until or anyio.Event()
-        self.start_scheduler()
         async with anyio.create_task_group() as tg:
+            # Listening before the first poll: /healthz answers while Warden starts, and a
+            # port that cannot be bound stops the start instead of running unwatched.
+            await tg.start(
+                partial(
+                    serve_admin,
+                    metrics=self.metrics,
+                    clock=self._clock,
+                    extra_routes=self._snooze_routes(),
+                ),
+                self,
+                self.settings,
+            )
+            self.start_scheduler()
             tg.start_soon(self._signals, stop, tg.cancel_scope)
             tg.start_soon(self._watchdog)
             assert self.dispatcher is not None
@@ -412,6 +460,20 @@ class Daemon:
             log.info("daemon.stopping")
             await self._drain()
             tg.cancel_scope.cancel()
+
+    def _snooze_routes(self) -> list[web.AbstractRouteDef]:
+        """The owners' snooze links, on the admin API's port, when links are signed."""
+        if self.snooze_links is None:
+            return []
+        return list(
+            snooze_routes(
+                links=self.snooze_links,
+                store=self._store(),
+                policies=lambda: self.policies.policies,
+                clock=self._clock,
+                on_snoozed=self._events_written,
+            )
+        )
 
     async def _drain(self) -> None:
         """Let in-flight cycles finish (their actions are recorded), within the grace period."""

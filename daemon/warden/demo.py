@@ -131,7 +131,7 @@ async def run_demo(seconds: float) -> int:
     async with simulators() as sims, _state_dir() as state:
         REDACTOR.add(sims.secrets)
         env = dict(os.environ) | sims.env
-        settings = Settings(policy_path=[DEMO_POLICIES], state_dir=state)
+        settings = Settings(policy_path=[DEMO_POLICIES], state_dir=state, admin_bind="127.0.0.1:0")
         policies = load_policy_set(settings, env)
         print("Warden demo: simulated Coder, Strongly.ai, Mage Pro, Mage Cloud and agent-run")
         print(f"policies: {', '.join(p.name for p in policies.policies)} (from {DEMO_POLICIES})")

@@ -132,7 +132,7 @@ class Access:
             admin_token=_token(settings.admin_token),
             readonly_token=_token(settings.readonly_token),
             # WARDEN_PROTECT_HEALTH is proposed for settings.py; open until it is there.
-            protect_health=bool(getattr(settings, "protect_health", False)),
+            protect_health=settings.protect_health,
         )
 
 
@@ -666,7 +666,7 @@ def _error_middleware() -> Any:
             headers = {k: e.headers[k] for k in _PASSED_ON_HEADERS if k in e.headers}
             message = f"{request.method} {request.path}: {e.reason}"
             return error_response(e.status, _CODES.get(e.status, "http_error"), message, headers)
-        except (StoreError, SQLAlchemyError, OSError) as e:
+        except (StoreError, SQLAlchemyError) as e:
             log.error("admin.store_failed", path=request.path, error=type(e).__name__)
             return error_response(503, "store_unavailable", "the state store did not answer")
         except Exception:
@@ -726,10 +726,12 @@ def parse_bind(bind: str) -> tuple[str, int]:
 async def start_admin_server(app: web.Application, bind: str) -> web.AppRunner:
     """Listen on `bind` (port 0: any free port; see `bound_port`); clean up the runner."""
     host, port = parse_bind(bind)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # The daemon owns the signals; open admin requests get a second at shutdown, which
+    # fits in systemd's TimeoutStopSec beside the daemon's own drain.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, shutdown_timeout=1.0).start()
+        await web.TCPSite(runner, host, port).start()
     except BaseException:
         await runner.cleanup()
         raise

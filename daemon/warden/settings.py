@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         default=None, description="base URL of the admin API as owners reach it (snooze links)"
     )
     dry_run: bool = Field(default=False, description="decide and tell, never act")
+    protect_health: bool = Field(
+        default=False, description="require a token on /healthz, /readyz and /metrics"
+    )
     replica_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
     @field_validator("policy_path", mode="before")
