@@ -269,3 +269,51 @@ async def test_the_state_progression_reaches_stopped(rig: Rig):
         [result] = await daemon.run_cycle()
     [ws] = [w for w in result.observation.workspaces if w.id == idle]
     assert ws.state is State.STOPPED
+
+
+async def test_of_two_replicas_on_one_database_only_the_leader_acts(rig: Rig):
+    """The standby observes and acts on nothing; it takes over when the leader leaves."""
+    rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    first = rig.settings.model_copy(update={"replica_id": "replica-a"})
+    second = rig.settings.model_copy(update={"replica_id": "replica-b"})
+    env = rig.env
+    async with (
+        Daemon(
+            first, policies=load_policy_set(first, env), clock=rig.clock, env=env, sleep=_no_wait
+        ) as a,
+        Daemon(
+            second, policies=load_policy_set(second, env), clock=rig.clock, env=env, sleep=_no_wait
+        ) as b,
+    ):
+        [led] = await a.run_cycle()
+        [stood_by] = await b.run_cycle()
+        assert (a.leader, b.leader) == (True, False)
+        assert len(led.outcome.warned) == 1
+        assert stood_by.observation is not None
+        assert stood_by.decisions == []
+        rig.clock.advance(minutes=15)
+        assert await a.renew_lease()  # the leader's renewal job keeps the lease
+        await b.run_cycle()
+        assert builds(rig.sim) == []  # the standby never acts, even when the stop falls due
+        await a.__aexit__(None, None, None)  # the leader leaves and releases the lease
+        [taken_over] = await b.run_cycle()
+        assert b.leader
+        assert [d.verb for d in taken_over.outcome.done] == ["stop"]
+
+
+async def test_a_leader_that_stops_renewing_is_replaced_when_its_lease_lapses(rig: Rig):
+    first = rig.settings.model_copy(update={"replica_id": "replica-a"})
+    second = rig.settings.model_copy(update={"replica_id": "replica-b"})
+    async with (
+        Daemon(first, policies=load_policy_set(first, rig.env), clock=rig.clock, env=rig.env) as a,
+        Daemon(
+            second, policies=load_policy_set(second, rig.env), clock=rig.clock, env=rig.env
+        ) as b,
+    ):
+        assert await a.renew_lease()
+        assert not await b.renew_lease()
+        rig.clock.advance(seconds=29)
+        assert not await b.renew_lease()
+        rig.clock.advance(seconds=2)
+        assert await b.renew_lease()
+        assert not await a.renew_lease()

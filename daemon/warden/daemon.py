@@ -55,6 +55,9 @@ from warden.store import Store
 
 log = structlog.get_logger(__name__)
 
+LEASE = "warden-leader"
+LEASE_TTL = timedelta(seconds=30)  # a replica that stops renewing is replaced this soon
+LEASE_RENEW = 10.0  # seconds between renewals: three chances before the lease lapses
 SHUTDOWN_GRACE = 8.0  # seconds for in-flight actions at SIGTERM: systemd waits 10
 WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
 
@@ -127,6 +130,8 @@ class Daemon:
         self.snooze_links: SnoozeLinks | None = None
         self.dry_run = settings.dry_run
         self.ready = anyio.Event()
+        self.leader = False  # only the replica holding the lease decides, acts and delivers
+        self._term: anyio.Event | None = None  # ends this replica's delivery when it stops leading
         self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------ lifecycle
@@ -171,6 +176,8 @@ class Daemon:
         if self._http is not None:
             await self._http.close()
         if self.store is not None:
+            if self.leader:  # let a standby take over now rather than when the lease lapses
+                await self.store.release_lease(LEASE, self.settings.replica_id)
             await self.store.aclose()
 
     def _build_providers(self) -> None:
@@ -208,6 +215,8 @@ class Daemon:
         observation = await self._observe(provider, now)
         if observation is None:
             return CycleResult(name, None, error=self.status[name].last_error)
+        if not self.leader and not await self.renew_lease(now):
+            return CycleResult(name, observation)  # a standby observes; the leader acts
         since = await store.last_cycle(name)
         await store.record_observation(name, observation.workspaces, now)
         window = sample_window(self.rules)
@@ -308,6 +317,38 @@ class Daemon:
         assert self.store is not None, "the daemon is not open"
         return self.store
 
+    # ------------------------------------------------------------ leadership
+
+    async def renew_lease(self, now: datetime | None = None) -> bool:
+        """Take or keep the leader lease; with several replicas on one database, one acts."""
+        now = now or self._clock()
+        was = self.leader
+        self.leader = await self._store().try_acquire_lease(
+            LEASE, self.settings.replica_id, now, LEASE_TTL
+        )
+        if self.leader != was:
+            log.info(
+                "lease.acquired" if self.leader else "lease.lost", replica=self.settings.replica_id
+            )
+            self._notifier.status("leading" if self.leader else "standing by")
+            if not self.leader and self._term is not None:
+                self._term.set()
+        return self.leader
+
+    async def _deliver_while_leading(self, stop: anyio.Event) -> None:
+        """Run the dispatcher while this replica leads; stand by while another does."""
+        assert self.dispatcher is not None
+        while not stop.is_set():
+            if not self.leader:
+                with anyio.move_on_after(LEASE_RENEW):
+                    await stop.wait()
+                continue
+            self._term = term = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_relay, stop, term)
+                await self.dispatcher.run(term)
+                tg.cancel_scope.cancel()
+
     # ------------------------------------------------------------ time
 
     def start_scheduler(self) -> None:
@@ -318,6 +359,13 @@ class Daemon:
             self.reload_if_changed,
             IntervalTrigger(seconds=WATCH_INTERVAL),
             id="watch-policies",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._scheduler.add_job(
+            self.renew_lease,
+            IntervalTrigger(seconds=LEASE_RENEW),
+            id="lease",
             max_instances=1,
             coalesce=True,
         )
@@ -453,8 +501,7 @@ class Daemon:
             self.start_scheduler()
             tg.start_soon(self._signals, stop, tg.cancel_scope)
             tg.start_soon(self._watchdog)
-            assert self.dispatcher is not None
-            tg.start_soon(self.dispatcher.run, stop)
+            tg.start_soon(self._deliver_while_leading, stop)
             await stop.wait()
             self._notifier.stopping()
             log.info("daemon.stopping")
@@ -512,6 +559,12 @@ class Daemon:
             self.ready.set()
             ok = sum(1 for s in self.status.values() if s.last_success_at)
             self._notifier.ready(f"watching {ok}/{len(self.status)} providers")
+
+
+async def _relay(source: anyio.Event, target: anyio.Event) -> None:
+    """Set `target` when `source` is set."""
+    await source.wait()
+    target.set()
 
 
 def snooze_links(settings: Settings) -> SnoozeLinks | None:
