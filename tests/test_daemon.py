@@ -317,3 +317,40 @@ async def test_a_leader_that_stops_renewing_is_replaced_when_its_lease_lapses(ri
         rig.clock.advance(seconds=2)
         assert await b.renew_lease()
         assert not await a.renew_lease()
+
+
+async def test_an_action_falling_due_between_polls_runs_at_its_time_not_the_next_poll(
+    tmp_path: Path,
+):
+    """The scheduler's exact-time job: a warning due in 2 s is acted on then, with 60 s polls."""
+    import anyio
+
+    from warden.clock import utc_now
+
+    sim = CoderSim(token=TOKEN, build_seconds=60)
+    idle = sim.add_workspace(
+        name="idle", owner="alice", last_used_at=utc_now() - 2 * H, started_at=utc_now() - 3 * H
+    )
+    async with TestServer(sim.app(), host="127.0.0.1", port=0) as server:
+        policy = tmp_path / "p.yaml"
+        text = POLICIES % {"url": str(server.make_url("/"))}
+        policy.write_text(text.replace("warn_before: 15m", "warn_before: 2s"))
+        settings = Settings(policy_path=[policy], state_dir=tmp_path)
+        stopped = anyio.Event()
+        times = []
+
+        def on_cycle(result) -> None:
+            times.append(utc_now())
+            if result.outcome.done:
+                stopped.set()
+
+        env = {"CODER_TOKEN": TOKEN}
+        async with Daemon(
+            settings, policies=load_policy_set(settings, env), env=env, on_cycle=on_cycle
+        ) as daemon:
+            daemon.start_scheduler()
+            with anyio.fail_after(15):
+                await stopped.wait()
+    assert [p for m, p in sim.calls if m == "POST"] == [f"/api/v2/workspaces/{idle}/builds"]
+    assert len(times) == 2  # the first poll warned; the exact-time job acted
+    assert timedelta(seconds=1.5) < times[1] - times[0] < timedelta(seconds=10)

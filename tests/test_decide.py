@@ -375,3 +375,24 @@ def test_idle_gpu_is_stopped_after_its_window_and_a_busy_gpu_is_not():
     [act] = decide(rules(p), [ws], {ws.id: idle_gpu}, now=NOW, since=None)
     assert (act.kind, act.verb, act.facts["gpu_below"]) == (DecisionKind.ACT, Verb.STOP, "30m")
     assert decide(rules(p), [ws], {ws.id: busy_gpu}, now=NOW, since=None) == []
+
+
+def test_next_due_is_the_earliest_warning_deadline_or_limit_crossing():
+    from warden.policy.decide import next_due
+
+    idle = policy(name="idle", warn_before="15m")
+    life = policy(name="life", when={"running_for": "12h"})
+    young = workspace("young", now=NOW, idle=H, running=11 * H)
+    warned = workspace("warned", now=NOW, idle=0 * H, running=H)
+    mem = {
+        warned.id: memory(
+            warnings={
+                "idle": Warning(policy="idle", verb=Verb.STOP, warned_at=NOW, due_at=NOW + 5 * M)
+            }
+        )
+    }
+    # young: idle warns at 1h45m, its lifetime ends in 1h; warned: due in 5 minutes
+    assert next_due(rules(idle, life), [young, warned], mem, now=NOW) == NOW + 5 * M
+    assert next_due(rules(idle, life), [young], {}, now=NOW) == NOW + 45 * M
+    snoozed = {warned.id: memory(warnings=mem[warned.id].warnings, snoozed_until=NOW + H)}
+    assert next_due(rules(idle), [warned], snoozed, now=NOW) == NOW + H  # the snooze ends first

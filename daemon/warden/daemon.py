@@ -34,8 +34,8 @@ from warden.events.dispatcher import Dispatcher
 from warden.events.envelope import source_for
 from warden.events.snooze import SnoozeLinks, WarningLinks, snooze_routes
 from warden.metrics import Metrics
-from warden.model import EMPTY_MEMORY, Decision, DecisionKind, Event, Memory, WorkspaceId
-from warden.policy.decide import Rules, decide, sample_window
+from warden.model import EMPTY_MEMORY, Decision, Event, Memory, WorkspaceId
+from warden.policy.decide import Rules, decide, next_due, sample_window
 from warden.policy.loader import (
     PolicyError,
     PolicySet,
@@ -92,6 +92,7 @@ class CycleResult:
     decisions: list[Decision] = field(default_factory=list)
     outcome: CycleOutcome = field(default_factory=CycleOutcome)
     error: str | None = None
+    next_due: datetime | None = None  # when a decision changes without new facts
 
 
 class Daemon:
@@ -238,6 +239,11 @@ class Daemon:
         outcome = await self.actuator.apply(cycle, decisions)
         self._count_actions(outcome, memory, now)
         await store.mark_cycle(name, now, success=True)
+        upcoming = (
+            next_due(self.rules, observation.workspaces, await store.load_memory(name), now=now)
+            if self._scheduler is not None and self._scheduler.running
+            else None  # tests and `run --once` move time themselves
+        )
         log.info(
             "cycle.finished",
             workspaces=len(observation.workspaces),
@@ -245,7 +251,7 @@ class Daemon:
             decisions=len(decisions),
             acted=len(outcome.done),
         )
-        return CycleResult(name, observation, decisions, outcome)
+        return CycleResult(name, observation, decisions, outcome, next_due=upcoming)
 
     def _count_actions(
         self, outcome: CycleOutcome, memory: Mapping[WorkspaceId, Memory], now: datetime
@@ -389,21 +395,20 @@ class Daemon:
             )
 
     def _schedule_due_jobs(self, name: str, result: CycleResult, now: datetime) -> None:
-        """Exact-time jobs for warnings that fall due before the next poll."""
-        if self._scheduler is None or not self._scheduler.running:
+        """An exact-time cycle for what falls due before the next poll: a warning's
+        deadline, a snooze's end, an idle or lifetime limit (rebuilt from the store,
+        since every cycle reads its memory, so a restart loses none)."""
+        if self._scheduler is None or not self._scheduler.running or result.next_due is None:
             return
-        interval = self.policies.providers[name].poll_interval
-        for decision in result.decisions:
-            due = decision.due_at
-            if decision.kind is DecisionKind.WARN and due is not None and due < now + interval:
-                self._scheduler.add_job(
-                    self.run_provider_cycle,
-                    DateTrigger(run_date=due + timedelta(seconds=0.2)),
-                    args=[name],
-                    id=f"due:{name}",
-                    replace_existing=True,
-                    misfire_grace_time=60,
-                )
+        if result.next_due < now + self.policies.providers[name].poll_interval:
+            self._scheduler.add_job(
+                self.run_provider_cycle,
+                DateTrigger(run_date=result.next_due + timedelta(seconds=0.2)),
+                args=[name],
+                id=f"due:{name}",
+                replace_existing=True,
+                misfire_grace_time=60,
+            )
 
     def _schedule_edges(self, now: datetime) -> None:
         assert self._scheduler is not None

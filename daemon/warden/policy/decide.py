@@ -51,6 +51,40 @@ def sample_window(rules: Rules) -> timedelta | None:
     return max(windows) + rules.settings.max_staleness if windows else None
 
 
+def next_due(
+    rules: Rules,
+    workspaces: Sequence[Workspace],
+    memory: Mapping[WorkspaceId, Memory],
+    *,
+    now: datetime,
+) -> datetime | None:
+    """The earliest moment after `now` at which a decision changes without new facts.
+
+    A warning falling due (or its snooze ending), an idle or lifetime limit being
+    reached (less the warning's lead): the daemon runs a cycle then, not at the next poll.
+    """
+    moments: list[datetime] = []
+    for ws in workspaces:
+        mem = memory.get(ws.id, EMPTY_MEMORY)
+        moments.extend(max(w.due_at, mem.snoozed_until or w.due_at) for w in mem.warnings.values())
+        if ws.state is State.RUNNING:
+            moments.extend(_crossings(rules, ws, mem, now=now))
+    return min((t for t in moments if t > now), default=None)
+
+
+def _crossings(rules: Rules, ws: Workspace, mem: Memory, *, now: datetime) -> list[datetime]:
+    """When each idle or lifetime policy covering `ws` would warn (or act) if nothing changes."""
+    found = []
+    for policy in rules.policies:
+        if policy.when is None or policy.when.metric is not None or not covers(policy, ws):
+            continue
+        measure = measure_of(policy, ws, mem, now=now, max_gap=rules.settings.max_staleness)
+        if measure is not None:
+            lead = policy.warn_before or timedelta(0)
+            found.append(now + (measure.limit - lead - measure.value))
+    return found
+
+
 def decide(
     rules: Rules,
     workspaces: Sequence[Workspace],
