@@ -25,6 +25,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import SecretStr
 
 from warden.actuator import Actuator, Cycle, CycleOutcome
 from warden.clock import Clock, monotonic, utc_now
@@ -33,6 +34,7 @@ from warden.events import catalogue as ev
 from warden.events.dispatcher import Dispatcher
 from warden.events.envelope import source_for
 from warden.events.snooze import SnoozeLinks, WarningLinks, snooze_routes
+from warden.logging import REDACTOR
 from warden.metrics import Metrics
 from warden.model import EMPTY_MEMORY, Decision, Event, Memory, WorkspaceId
 from warden.policy.decide import Rules, decide, next_due, sample_window
@@ -65,7 +67,20 @@ WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
 def load_policy_set(settings: Settings, env: Mapping[str, str] | None = None) -> PolicySet:
     """Read the policy files named in the settings (PolicyError when they are bad)."""
     env = policy_environment(os.environ if env is None else env)
-    return load_policies(settings.policy_path, env=env, capabilities=capability_names())
+    policies = load_policies(settings.policy_path, env=env, capabilities=capability_names())
+    REDACTOR.add(secret_values(policies))
+    return policies
+
+
+def secret_values(policies: PolicySet) -> list[str]:
+    """Every secret the policy files hold (tokens, keys, signing secrets), for masking."""
+    configs = [*policies.providers.values(), *policies.sinks.values()]
+    return [
+        value.get_secret_value()
+        for config in configs
+        for value in vars(config).values()
+        if isinstance(value, SecretStr)
+    ]
 
 
 def rules_of(policies: PolicySet) -> Rules:

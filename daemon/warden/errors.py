@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from warden.logging import REDACTOR
+
 BODY_EXCERPT = 256
 
 
@@ -25,7 +27,9 @@ class ProviderError(WardenError):
     """A platform call failed in a way that retrying will not fix."""
 
     def __init__(self, provider: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(f"{provider}: {message}")
+        # A platform may echo what it was sent: mask every secret we know of, here, once,
+        # before the message reaches a log, an event or the store.
+        super().__init__(REDACTOR.mask_text(f"{provider}: {message}"))
         self.provider = provider
         self.status = status
 

@@ -51,6 +51,10 @@ class SecretRedactor:
                 event[key] = self._mask(event[key])
         return event
 
+    def mask(self, value: Any) -> Any:
+        """`value` with fields named like secrets blanked and known secret values masked."""
+        return self._mask(value)
+
     def _mask(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.mask_text(value)

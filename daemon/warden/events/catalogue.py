@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from warden.logging import REDACTOR
 from warden.model import Decision, DecisionKind, Event, Verb
 
 WORKSPACE_WARNED: Final = "warden.workspace.warned"
@@ -70,7 +71,7 @@ def new_event(type_: str, subject: str, *, now: datetime, data: Mapping[str, Any
         type=type_,
         subject=subject,
         time=now,
-        data=dict(data),
+        data=REDACTOR.mask(dict(data)),  # the last line of defence: no secret leaves in an event
         severity=SEVERITY[type_],
     )
 
