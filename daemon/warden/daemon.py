@@ -98,6 +98,19 @@ class ProviderStatus:
     unreachable: bool = False
 
 
+class Phases:
+    """How long each part of a cycle took, for the cycle's log line (monotonic clock)."""
+
+    def __init__(self) -> None:
+        self._last = monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        now = monotonic()
+        self.seconds[phase] = round(now - self._last, 3)
+        self._last = now
+
+
 @dataclass(slots=True)
 class CycleResult:
     """One provider's cycle: what was seen, decided and done."""
@@ -233,11 +246,14 @@ class Daemon:
             return CycleResult(name, None, error=self.status[name].last_error)
         if not self.leader and not await self.renew_lease(now):
             return CycleResult(name, observation)  # a standby observes; the leader acts
+        phases = Phases()
         since = await store.last_cycle(name)
         await store.record_observation(name, observation.workspaces, now)
         window = sample_window(self.rules)
         memory = await store.load_memory(name, samples_since=now - window if window else None)
+        phases.mark("remember")
         decisions = decide(self.rules, observation.workspaces, memory, now=now, since=since)
+        phases.mark("decide")
         cycle = Cycle(
             provider=provider,
             rules=self.rules,
@@ -254,6 +270,7 @@ class Daemon:
         outcome = await self.actuator.apply(cycle, decisions)
         self._count_actions(outcome, memory, now)
         await store.mark_cycle(name, now, success=True)
+        phases.mark("act")
         upcoming = (
             next_due(self.rules, observation.workspaces, await store.load_memory(name), now=now)
             if self._scheduler is not None and self._scheduler.running
@@ -265,6 +282,7 @@ class Daemon:
             skipped=len(observation.skipped),
             decisions=len(decisions),
             acted=len(outcome.done),
+            seconds=phases.seconds,
         )
         return CycleResult(name, observation, decisions, outcome, next_due=upcoming)
 
