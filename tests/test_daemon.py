@@ -354,3 +354,31 @@ async def test_an_action_falling_due_between_polls_runs_at_its_time_not_the_next
     assert [p for m, p in sim.calls if m == "POST"] == [f"/api/v2/workspaces/{idle}/builds"]
     assert len(times) == 2  # the first poll warned; the exact-time job acted
     assert timedelta(seconds=1.5) < times[1] - times[0] < timedelta(seconds=10)
+
+
+async def test_a_transient_failure_of_a_stop_is_retried_and_the_stop_lands(rig: Rig):
+    idle = rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    rig.policy_file.write_text(rig.policy_file.read_text().replace("    warn_before: 15m\n", ""))
+    rig.sim.fail_next(
+        "POST", f"/api/v2/workspaces/{idle.native}/builds", status=503, headers={"Retry-After": "3"}
+    )
+    async with rig.daemon() as daemon:
+        [result] = await daemon.run_cycle()
+    assert [d.workspace for d in result.outcome.done] == [idle]
+    assert len(builds(rig.sim)) == 2  # the 503, then the retry that was accepted
+    assert rig.state(idle) in ("pending", "stopping", "stopped")
+
+
+async def test_a_failing_platform_opens_the_circuit_and_later_actions_are_held(rig: Rig):
+    rig.policy_file.write_text(rig.policy_file.read_text().replace("    warn_before: 15m\n", ""))
+    for i in range(7):
+        rig.add(f"idle-{i}", last_used_at=rig.clock() - 3 * H)
+    rig.sim.fail_next("POST", "/api/v2/workspaces/", status=503, times=1000)
+    async with rig.daemon() as daemon:
+        [result] = await daemon.run_cycle()
+        held = [e for e in await events_of(daemon) if e.type == ev.ACTION_HELD]
+    assert len(result.outcome.failed) == 5  # the breaker's threshold
+    assert len(result.outcome.held) == 2
+    assert all("circuit open" in why for _, why in result.outcome.held)
+    assert len(held) == 2
+    assert len(builds(rig.sim)) == 5 * 3  # three attempts for each failed stop, none after
