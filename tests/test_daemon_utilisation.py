@@ -94,3 +94,28 @@ async def test_a_failed_sync_means_no_stop_and_an_event(strongly, clock: ManualC
     ]
     assert [e.subject for e in failed] == ["strongly/ws_idle"]
     assert "sync" in failed[0].data["error"]
+
+
+async def test_a_key_without_write_scope_degrades_the_policy_and_stops_asking(
+    tmp_path: Path, clock: ManualClock
+):
+    sim = StronglySim(api_key=KEY, clock=clock, scopes=frozenset({"workspaces:read"}))
+    sim.add_workspace(
+        "ws_idle", now=clock(), resources=A10G, metrics={"gpuUsage": "0%", "cpuUsage": "0.1"}
+    )
+    async with TestServer(sim.app(), host="127.0.0.1", port=0) as server:
+        policy = tmp_path / "p.yaml"
+        policy.write_text(POLICIES % {"url": str(server.make_url("/"))})
+        settings = Settings(policy_path=[policy], state_dir=tmp_path)
+        env = {"KEY": KEY}
+        async with Daemon(
+            settings, policies=load_policy_set(settings, env), clock=clock, env=env, sleep=_no_wait
+        ) as daemon:
+            await poll_minutes(daemon, clock, 40)  # the window is reached at 30; ten more polls
+            assert daemon.store is not None
+            events = await daemon.store.events_after(0, limit=10_000)
+    degraded = [e for e in events if e.type == ev.POLICY_DEGRADED]
+    assert [(e.data["policy"], e.data["missing"]) for e in degraded] == [
+        ("gpu-idle", "workspaces:write")
+    ]
+    assert actions(sim) == [("POST", "/api/v1/workspaces/ws_idle/sync")]  # asked once, refused

@@ -222,6 +222,30 @@ def _from_the_catalogue() -> list[Event]:
             data={"policies": ["idle-dev"], "fingerprint": "ab12"},
         ),
         ev.new_event(
+            ev.POLICY_DEGRADED,
+            "agents",
+            now=now,
+            data={
+                "provider": "agents",
+                "policy": "agents-office-hours",
+                "action": "stop",
+                "missing": "kill_switch (Scale plan)",
+                "error": "agents: HTTP 403",
+            },
+        ),
+        ev.new_event(  # an admin's snooze, through the API: every policy at once
+            ev.WORKSPACE_SNOOZED,
+            ref,
+            now=now,
+            data={
+                "workspace": ref,
+                "provider": "coder-prod",
+                "snoozed_until": now.isoformat(),
+                "by": "1h",
+                "snoozed_by": "admin",
+            },
+        ),
+        ev.new_event(
             ev.SINK_DISABLED,
             "sinks/audit",
             now=now,

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import anyio
 import structlog
 
-from warden.errors import ProviderError, ProviderUnavailable
+from warden.errors import ProviderError, ProviderUnavailable, Unauthorized
 from warden.events import catalogue as ev
 from warden.model import (
     EMPTY_MEMORY,
@@ -117,6 +117,9 @@ class Actuator:
         self._backoff = backoff or Backoff()
         self._sleep: Sleep = sleep or anyio.sleep
         self._breakers: dict[str, CircuitBreaker] = {}
+        # (provider, policy, verb) → what the platform said is missing: a scope or a plan.
+        # Such a request cannot succeed by asking again; a policy reload forgets these.
+        self.degraded: dict[tuple[str, str, str], str] = {}
         self._links = links
 
     def breaker(self, provider: str) -> CircuitBreaker:
@@ -222,6 +225,10 @@ class Actuator:
         """One real action: breaker, idempotency, fresh read, retries, recorded outcome."""
         key = self._key(cycle, decision, dry_run=False)
         data = ev.decision_data(decision) | {"idempotency_key": key, "dry_run": False}
+        missing = self.degraded.get(_degradation(cycle, decision))
+        if missing is not None:  # told once, when it happened: no event every cycle
+            outcome.held.append((decision, f"policy degraded: the platform lacks {missing}"))
+            return
         breaker = self.breaker(cycle.provider.name)
         if not breaker.allows(cycle.now):
             await self._hold(cycle, decision, "circuit open: provider failing", outcome)
@@ -266,6 +273,10 @@ class Actuator:
             if breaker.record_failure(cycle.now):
                 log.warning("provider.circuit_opened", provider=cycle.provider.name)
             return str(e)
+        except Unauthorized as e:
+            if e.status == 403:  # a scope or plan the platform says is missing
+                self.degraded[_degradation(cycle, decision)] = e.missing or "a permission"
+            return str(e)
         except ProviderError as e:
             return str(e)
         breaker.record_success()
@@ -292,6 +303,7 @@ class Actuator:
     ) -> None:
         assert decision.verb is not None
         ref = str(decision.workspace)
+        extra: list[Event] = []
         if error is None:
             event = ev.new_event(ev.DONE_BY_VERB[decision.verb], ref, now=cycle.now, data=data)
             result = "succeeded"
@@ -309,8 +321,11 @@ class Actuator:
             result = "failed"
             outcome.failed.append((decision, error))
             log.warning("action.failed", action=str(decision.verb), error=error)
+            missing = self.degraded.get(_degradation(cycle, decision))
+            if missing is not None:
+                extra = [_degraded_event(cycle, decision, missing, error)]
         await self._store.finish_action(
-            key, outcome=result, error=error, now=cycle.now, events=[event]
+            key, outcome=result, error=error, now=cycle.now, events=[event, *extra]
         )
 
     async def _hold(
@@ -357,6 +372,26 @@ class Actuator:
         log.error("action.blast_radius_exceeded", provider=cycle.provider.name, why=why)
         outcome.held.extend((d, why) for d in disruptive)
         return {id(d) for d in disruptive}
+
+
+def _degradation(cycle: Cycle, decision: Decision) -> tuple[str, str, str]:
+    return (cycle.provider.name, decision.policy, str(decision.verb))
+
+
+def _degraded_event(cycle: Cycle, decision: Decision, missing: str, error: str) -> Event:
+    """The one event that says a policy cannot work on a provider until someone acts."""
+    return ev.new_event(
+        ev.POLICY_DEGRADED,
+        cycle.provider.name,
+        now=cycle.now,
+        data={
+            "provider": cycle.provider.name,
+            "policy": decision.policy,
+            "action": str(decision.verb),
+            "missing": missing,
+            "error": error,
+        },
+    )
 
 
 def allowed_actions(rules: Rules, running: int) -> int:

@@ -480,6 +480,8 @@ class Daemon:
         if fingerprint == self._fingerprint:
             return True
         self.policies, self.rules, self._fingerprint = policies, rules_of(policies), fingerprint
+        if self.actuator is not None:
+            self.actuator.degraded.clear()  # a new plan or token may have come with the edit
         if self.dispatcher is not None:
             self.dispatcher.configure(policies.sinks, policies.policies)
         for provider in self.providers.values():

@@ -30,6 +30,9 @@ PROVIDER_RECOVERED: Final = "warden.provider.recovered"
 PROVIDER_ANSWER_REJECTED: Final = "warden.provider.answer_rejected"
 POLICY_REJECTED: Final = "warden.policy.rejected"
 POLICY_LOADED: Final = "warden.policy.loaded"
+POLICY_DEGRADED: Final = (
+    "warden.policy.degraded"  # a permission or plan the policy needs is missing
+)
 SINK_DISABLED: Final = "warden.sink.disabled"  # a receiver answered 410 Gone
 EVENT_DEAD_LETTERED: Final = "warden.event.dead_lettered"  # a sink gave up on an event
 
@@ -50,6 +53,7 @@ SEVERITY: Mapping[str, str] = {
     PROVIDER_ANSWER_REJECTED: "warning",
     POLICY_REJECTED: "critical",
     POLICY_LOADED: "info",
+    POLICY_DEGRADED: "critical",
     SINK_DISABLED: "critical",
     EVENT_DEAD_LETTERED: "warning",
 }

@@ -104,20 +104,33 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     ev.WORKSPACE_EXTENDED: _with(_DONE, action="extend"),
     ev.WORKSPACE_NOTIFIED: _with(DECISION, action="notify"),
     ev.WORKSPACE_SKIPPED: DECISION,
-    ev.WORKSPACE_SNOOZED: _object(
-        {
-            "workspace": _WORKSPACE,
-            "provider": _NAME,
-            "policy": _NAME,
-            "action": DECISION["properties"]["action"],
-            "was_due_at": _TIME,
-            "snoozed_until": _TIME,
-            "by": _TEXT,
-            "snoozes_used": {"type": "integer", "minimum": 1},
-            "snoozes_max": {"type": "integer", "minimum": 1},
-        },
-        {"links": _LINKS},
-    ),
+    ev.WORKSPACE_SNOOZED: {
+        "oneOf": [
+            _object(  # the owner used a snooze link: one policy's warning
+                {
+                    "workspace": _WORKSPACE,
+                    "provider": _NAME,
+                    "policy": _NAME,
+                    "action": DECISION["properties"]["action"],
+                    "was_due_at": _TIME,
+                    "snoozed_until": _TIME,
+                    "by": _TEXT,
+                    "snoozes_used": {"type": "integer", "minimum": 1},
+                    "snoozes_max": {"type": "integer", "minimum": 1},
+                },
+                {"links": _LINKS},
+            ),
+            _object(  # an admin snoozed the workspace through the API: every policy
+                {
+                    "workspace": _WORKSPACE,
+                    "provider": _NAME,
+                    "snoozed_until": _TIME,
+                    "by": _TEXT,
+                    "snoozed_by": {"const": "admin"},
+                }
+            ),
+        ]
+    },
     ev.ACTION_PLANNED: _with(_ACTION, {"idempotency_key": _NAME}),
     ev.ACTION_FAILED: _with(_ACTION, {"idempotency_key": _NAME, "error": _TEXT}),
     ev.ACTION_HELD: {"oneOf": [_HELD_BY_RAIL, _HELD_BY_BLAST_RADIUS]},
@@ -131,6 +144,15 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     ),
     ev.POLICY_LOADED: _object(
         {"policies": {"type": "array", "items": _NAME}, "fingerprint": _NAME},
+    ),
+    ev.POLICY_DEGRADED: _object(
+        {
+            "provider": _NAME,
+            "policy": _NAME,
+            "action": DECISION["properties"]["action"],
+            "missing": _TEXT,
+            "error": _TEXT,
+        }
     ),
     ev.SINK_DISABLED: _object(
         {
