@@ -222,6 +222,16 @@ def _from_the_catalogue() -> list[Event]:
             data={"policies": ["idle-dev"], "fingerprint": "ab12"},
         ),
         ev.new_event(
+            ev.SPEND_INCOMPLETE,
+            ref,
+            now=now,
+            data={
+                "workspace": ref,
+                "provider": "coder-prod",
+                "reason": "no price for GPU type a100",
+            },
+        ),
+        ev.new_event(
             ev.POLICY_DEGRADED,
             "agents",
             now=now,

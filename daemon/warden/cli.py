@@ -1,4 +1,4 @@
-"""The `warden` command: run, validate, plan, explain, schema, events, migrate, demo.
+"""The `warden` command: run, validate, plan, explain, schema, events, spend, migrate, demo.
 
 Exit codes: 0 success; 1 a runtime failure (store or platform unreachable at start);
 2 bad input (a policy file with problems, bad arguments); 130 interrupted.
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import anyio
@@ -84,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     enable = events_sub.add_parser("enable", help="switch on a sink a 410 Gone disabled")
     enable.add_argument("sink")
     events.set_defaults(func=cmd_events)
+
+    spend = sub.add_parser("spend", help="spend by workspace, owner or provider, for a day")
+    spend.add_argument("--by", choices=["workspace", "owner", "provider"], default="workspace")
+    spend.add_argument("--day", type=_day, help="a UTC day, YYYY-MM-DD (default: today)")
+    spend.add_argument("--json", action="store_true")
+    spend.set_defaults(func=cmd_spend)
 
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(func=cmd_migrate)
@@ -159,6 +166,21 @@ def cmd_events(args: argparse.Namespace) -> int:
     from warden.commands import events
 
     return anyio.run(events, _settings(args), args)
+
+
+def cmd_spend(args: argparse.Namespace) -> int:
+    from warden.commands import spend
+
+    return anyio.run(spend, _settings(args), args)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a day such as 2026-11-24, got {text!r}"
+        ) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

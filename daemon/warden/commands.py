@@ -190,3 +190,23 @@ async def events(settings: Settings, args: Any) -> int:
     finally:
         await store.aclose()
     return EXIT_OK
+
+
+async def spend(settings: Settings, args: Any) -> int:
+    """`warden spend`: the ledger for one UTC day, by workspace, owner or provider."""
+    from warden.clock import utc_now
+    from warden.spend.report import spend_json, spend_table, totals
+
+    day = args.day or utc_now().date()
+    store = await Store.open(settings.effective_database_url)
+    try:
+        await store.migrate()
+        rows = totals(await store.spend_by_day(day), by=args.by)
+    finally:
+        await store.aclose()
+    print(
+        spend_json(rows, day=day, by=args.by)
+        if args.json
+        else spend_table(rows, day=day, by=args.by)
+    )
+    return EXIT_OK

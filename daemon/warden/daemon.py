@@ -53,6 +53,7 @@ from warden.retry import Sleep
 from warden.sdnotify import Notifier
 from warden.server import serve_admin
 from warden.settings import Settings, policy_environment
+from warden.spend.cycle import accruals_for
 from warden.store import Store
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,7 @@ log = structlog.get_logger(__name__)
 LEASE = "warden-leader"
 LEASE_TTL = timedelta(seconds=30)  # a replica that stops renewing is replaced this soon
 LEASE_RENEW = 10.0  # seconds between renewals: three chances before the lease lapses
+SPEND_GAP_LIMIT = timedelta(minutes=10)  # longer unobserved stretches accrue as estimated
 SHUTDOWN_GRACE = 8.0  # seconds for in-flight actions at SIGTERM: systemd waits 10
 WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
 
@@ -249,6 +251,7 @@ class Daemon:
         phases = Phases()
         since = await store.last_cycle(name)
         await store.record_observation(name, observation.workspaces, now)
+        await self._account(name, observation, now)
         window = sample_window(self.rules)
         memory = await store.load_memory(name, samples_since=now - window if window else None)
         phases.mark("remember")
@@ -285,6 +288,18 @@ class Daemon:
             seconds=phases.seconds,
         )
         return CycleResult(name, observation, decisions, outcome, next_due=upcoming)
+
+    async def _account(self, name: str, observation: Observation, now: datetime) -> None:
+        """Add what each observed workspace cost since its last observation to the ledger."""
+        store = self._store()
+        accruals, events = accruals_for(
+            observation,
+            await store.spend_points(name),
+            self.policies.pricing.get(name),
+            now=now,
+            max_gap=SPEND_GAP_LIMIT,
+        )
+        await store.account_spend(name, accruals, events)
 
     def _count_actions(
         self, outcome: CycleOutcome, memory: Mapping[WorkspaceId, Memory], now: datetime

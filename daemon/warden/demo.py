@@ -29,6 +29,7 @@ from warden.sim.agentrun import AgentRunSim
 from warden.sim.coder import CoderSim
 from warden.sim.mage import MageCloudSim, MageSim
 from warden.sim.strongly import StronglySim
+from warden.spend.report import spend_table, totals
 
 DEMO_POLICIES = Path(__file__).parent / "sim" / "demo-policies.yaml"
 
@@ -143,6 +144,11 @@ async def run_demo(seconds: float) -> int:
                 if seconds > 0:
                     await anyio.sleep(seconds)
                     stop.set()
+            assert daemon.store is not None
+            rows = await daemon.store.spend_by_day(utc_now().date())
+            print(
+                "\n" + spend_table(totals(rows, by="provider"), day=utc_now().date(), by="provider")
+            )
     print("\ndemo finished.", file=sys.stderr)
     return 0
 

@@ -30,9 +30,9 @@ PROVIDER_RECOVERED: Final = "warden.provider.recovered"
 PROVIDER_ANSWER_REJECTED: Final = "warden.provider.answer_rejected"
 POLICY_REJECTED: Final = "warden.policy.rejected"
 POLICY_LOADED: Final = "warden.policy.loaded"
-POLICY_DEGRADED: Final = (
-    "warden.policy.degraded"  # a permission or plan the policy needs is missing
-)
+# a permission or plan the policy needs is missing
+POLICY_DEGRADED: Final = "warden.policy.degraded"
+SPEND_INCOMPLETE: Final = "warden.spend.incomplete"  # a running workspace has no price
 SINK_DISABLED: Final = "warden.sink.disabled"  # a receiver answered 410 Gone
 EVENT_DEAD_LETTERED: Final = "warden.event.dead_lettered"  # a sink gave up on an event
 
@@ -54,6 +54,7 @@ SEVERITY: Mapping[str, str] = {
     POLICY_REJECTED: "critical",
     POLICY_LOADED: "info",
     POLICY_DEGRADED: "critical",
+    SPEND_INCOMPLETE: "warning",
     SINK_DISABLED: "critical",
     EVENT_DEAD_LETTERED: "warning",
 }

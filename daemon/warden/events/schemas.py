@@ -145,6 +145,7 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     ev.POLICY_LOADED: _object(
         {"policies": {"type": "array", "items": _NAME}, "fingerprint": _NAME},
     ),
+    ev.SPEND_INCOMPLETE: _object({"workspace": _WORKSPACE, "provider": _NAME, "reason": _TEXT}),
     ev.POLICY_DEGRADED: _object(
         {
             "provider": _NAME,

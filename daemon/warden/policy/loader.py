@@ -37,6 +37,7 @@ from warden.policy.models import (
     GlobalSettings,
     Policy,
     PolicyFile,
+    Pricing,
     ProviderConfig,
     Schedule,
     SinkConfig,
@@ -80,6 +81,7 @@ class PolicySet:
     schedules: dict[str, Schedule]
     sinks: dict[str, SinkConfig]
     policies: list[Policy]
+    pricing: dict[str, Pricing] = field(default_factory=dict)  # by provider name
     # where each was defined, by "policies.NAME", "providers.NAME", "schedules.NAME",
     # "sinks.NAME" (and "settings"): (file, line, column), 1-based
     sources: dict[str, tuple[Path, int, int]] = field(default_factory=dict)
@@ -695,7 +697,7 @@ def _check_text(
 # ---------------------------------------------------------------- merging and references
 
 
-_KINDS = {"providers": "provider", "schedules": "schedule", "sinks": "sink"}
+_KINDS = {"providers": "provider", "schedules": "schedule", "sinks": "sink", "pricing": "pricing"}
 
 
 @dataclass
@@ -729,6 +731,7 @@ def _merge(
         providers=merged.sections["providers"],
         schedules=merged.sections["schedules"],
         sinks=merged.sections["sinks"],
+        pricing=merged.sections["pricing"],
         policies=merged.policies,
         sources=merged.sources,
         files=tuple(file.path for file in files),

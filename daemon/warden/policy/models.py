@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -306,12 +307,35 @@ class GlobalSettings(Strict):
     )
 
 
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
+
+
+class Pricing(Strict):
+    """How running time becomes money on one provider (USD per hour unless named)."""
+
+    currency: Literal["USD"] = "USD"
+    usd_per_credit: Money | None = Field(
+        default=None, description="the platform's own cost figure (Coder daily_cost credits)"
+    )
+    cpu_hour: Money | None = Field(default=None, description="per CPU core and hour")
+    memory_gib_hour: Money | None = Field(default=None, description="per GiB of memory and hour")
+    gpu_hour: dict[str, Money] = Field(
+        default_factory=dict, description="per GPU and hour, by GPU type: {nvidia-a10g: 1.10}"
+    )
+    template_hour: dict[str, Money] = Field(
+        default_factory=dict, description="a flat rate per hour by template or instance type"
+    )
+
+
 class PolicyFile(Strict):
     """One YAML file. A directory of files merges into one PolicySet."""
 
     version: Literal[1] = 1
     settings: GlobalSettings | None = None
     providers: dict[Name, ProviderConfig] = Field(default_factory=dict)
+    pricing: dict[Name, Pricing] = Field(
+        default_factory=dict, description="by provider name: how its running time is priced"
+    )
     schedules: dict[Name, Schedule] = Field(default_factory=dict)
     sinks: dict[Name, SinkConfig] = Field(default_factory=dict)
     policies: list[Policy] = Field(default_factory=list)

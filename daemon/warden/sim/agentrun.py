@@ -40,11 +40,9 @@ counterpart here.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -54,6 +52,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from warden.clock import Clock, utc_now
+from warden.sim.faults import Fault, FaultPlan, Recorder, body_of, in_an_array
 
 Plan = Literal["basic", "pro", "scale"]
 PLANS: tuple[Plan, ...] = ("basic", "pro", "scale")  # in order: each includes the one before
@@ -62,8 +61,6 @@ WORKSPACE_PATH = "/v1/workspace/"
 KILL_SWITCH_PATH = "/v1/workspace/kill-switch"
 BUDGET_FIELDS = ("daily_budget_usd", "user_daily_budget_usd")
 PRO_FIELDS = ("user_daily_budget_usd", "max_concurrent_runs")  # gated on Basic
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class _Drop(Enum):
@@ -127,20 +124,13 @@ class SimRequest:
     answer: Any = None  # the JSON answer; None when there was none or it was not JSON
     answer_is_json: bool = False
 
-
-@dataclass
-class _Fault:
-    method: str
-    prefix: str
-    remaining: int
-    status: int = 500
-    body: Any = None
-    headers: Mapping[str, str] | None = None
-    seconds: float = 0.0
-    kind: str = ""
-
-    def matches(self, request: web.Request) -> bool:
-        return request.method == self.method.upper() and request.path_qs.startswith(self.prefix)
+    def note_answer(self, response: web.StreamResponse, status: int | None) -> None:
+        self.status = status
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            try:
+                self.answer, self.answer_is_json = _parse(body_of(response)), True
+            except ValueError:
+                self.answer_is_json = False
 
 
 def _json_text(value: Any) -> str:
@@ -169,16 +159,11 @@ def _invalid(loc: str, msg: str, kind: str) -> web.Response:
     return _error(422, [{"loc": ["body", loc], "msg": msg, "type": kind}])
 
 
-def _bytes_of(response: web.Response) -> bytes:
-    body = response.body
-    return body if isinstance(body, bytes) else b""
-
-
 def _parse(raw: bytes) -> Any:
     return json.loads(raw, parse_float=Decimal) if raw else None
 
 
-class AgentRunSim:
+class AgentRunSim(Recorder[SimRequest], FaultPlan[Any]):
     """The platform: tenants reached by their credential, faults on demand."""
 
     def __init__(
@@ -189,12 +174,9 @@ class AgentRunSim:
         clock: Clock = utc_now,
         workspace: SimWorkspace | None = None,
     ) -> None:
+        super().__init__()
         self._clock = clock
         self._by_token: dict[str, SimWorkspace] = {}
-        self.calls: list[tuple[str, str]] = []
-        self.requests: list[SimRequest] = []
-        self._faults: dict[str, list[_Fault]] = {"reset": [], "delay": [], "fail": [], "bad": []}
-        self._released = asyncio.Event()  # set at shutdown so that delayed answers end
         self.workspace = workspace or SimWorkspace(
             id="770e8400-e29b-41d4-a716-446655440000",
             name="My Workspace",
@@ -273,131 +255,25 @@ class AgentRunSim:
             )
         return tokens
 
-    # ------------------------------------------------------------ fault injection
-
-    def fail_next(
-        self,
-        method: str,
-        path_prefix: str,
-        *,
-        status: int = 500,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        times: int = 1,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` (and `body`, `headers`)."""
-        self._add("fail", method, path_prefix, times, status=status, body=body, headers=headers)
-
-    def delay_next(self, method: str, path_prefix: str, seconds: float, times: int = 1) -> None:
-        """Hold the next matching answers for `seconds` (ended early at shutdown)."""
-        self._add("delay", method, path_prefix, times, seconds=seconds)
-
-    def malformed_next(
-        self,
-        method: str,
-        path_prefix: str,
-        kind: Literal["truncated", "not_json", "wrong_type"] = "truncated",
-        times: int = 1,
-    ) -> None:
-        """Spoil the next matching answers: JSON cut short, HTML, or an array for an object."""
-        self._add("bad", method, path_prefix, times, kind=kind)
-
-    def reset_next(self, method: str, path_prefix: str, times: int = 1) -> None:
-        """Drop the connection instead of answering the next matching requests."""
-        self._add("reset", method, path_prefix, times)
-
-    def _add(self, queue: str, method: str, prefix: str, times: int, **details: Any) -> None:
-        self._faults[queue].append(_Fault(method, prefix, times, **details))
-
-    def _take(self, queue: str, request: web.Request) -> _Fault | None:
-        for fault in self._faults[queue]:
-            if fault.matches(request):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults[queue].remove(fault)
-                return fault
-        return None
-
     # ------------------------------------------------------------ the application
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record, self._inject])
+        recording = self.record_requests(self._note, router_error=_router_error)
+        injecting = self.inject_faults(_failure, wrong_type=in_an_array)
+        app = web.Application(middlewares=[recording, injecting])
         app.router.add_get(WORKSPACE_PATH, self._get)
         app.router.add_patch(WORKSPACE_PATH, self._patch)
         app.router.add_post(KILL_SWITCH_PATH, self._kill_switch)
-        app.on_shutdown.append(self._release)
+        app.on_shutdown.append(self.release)
         return app
 
-    async def _release(self, _app: web.Application) -> None:
-        self._released.set()
-
-    @web.middleware
-    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw = await request.read()
+    def _note(self, request: web.Request, raw: bytes) -> SimRequest:
         try:
             body = _parse(raw)
         except ValueError:
             body = None
-        seen = SimRequest(
+        return SimRequest(
             request.method, request.path_qs, dict(request.headers), raw, body, self._clock()
-        )
-        self.calls.append((request.method, request.path_qs))
-        self.requests.append(seen)
-        try:
-            response = await handler(request)
-        except web.HTTPException as e:  # the router's 404 and 405, in the platform's shape
-            allow = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
-            response = _error(e.status, e.reason, allow)
-        reset = request.transport is None or request.transport.is_closing()
-        seen.status = response.status if isinstance(response, web.Response) and not reset else None
-        if isinstance(response, web.Response) and response.content_type == "application/json":
-            try:
-                seen.answer, seen.answer_is_json = _parse(_bytes_of(response)), True
-            except ValueError:
-                seen.answer_is_json = False
-        return response
-
-    @web.middleware
-    async def _inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._take("reset", request) is not None:
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=499)  # never sent: the connection is gone
-        delay = self._take("delay", request)
-        if delay is not None:
-            with contextlib.suppress(TimeoutError):  # the delay ran out: answer now
-                await asyncio.wait_for(self._released.wait(), delay.seconds)
-        fail = self._take("fail", request)
-        if fail is not None:
-            return self._failure(fail)
-        response = await handler(request)
-        spoil = self._take("bad", request)
-        if spoil is not None and isinstance(response, web.Response):
-            return self._spoiled(response, spoil.kind)
-        return response
-
-    @staticmethod
-    def _failure(fault: _Fault) -> web.Response:
-        if isinstance(fault.body, str):
-            return web.Response(status=fault.status, text=fault.body, headers=fault.headers)
-        body = fault.body if fault.body is not None else {"detail": f"injected {fault.status}"}
-        return _answer(fault.status, body, fault.headers)
-
-    @staticmethod
-    def _spoiled(response: web.Response, kind: str) -> web.Response:
-        text = _bytes_of(response).decode()
-        if kind == "truncated":
-            return web.Response(
-                status=response.status, text=text[: len(text) // 2], content_type="application/json"
-            )
-        if kind == "not_json":
-            return web.Response(
-                status=response.status,
-                text="<html><body>502 Bad Gateway</body></html>",
-                content_type="text/html",
-            )
-        return web.Response(
-            status=response.status, text=f"[{text}]", content_type="application/json"
         )
 
     def _tenant(self, request: web.Request) -> SimWorkspace | None:
@@ -451,6 +327,19 @@ class AgentRunSim:
             return _error(403, "The kill switch requires the Scale plan or higher")
         workspace.kill_switch = active
         return _answer(200, workspace.as_json())
+
+
+def _failure(fault: Fault[Any]) -> web.Response:
+    if isinstance(fault.body, str):
+        return web.Response(status=fault.status, text=fault.body, headers=fault.headers)
+    body = fault.body if fault.body is not None else {"detail": f"injected {fault.status}"}
+    return _answer(fault.status, body, fault.headers)
+
+
+def _router_error(e: web.HTTPException) -> web.Response:
+    """The router's 404 and 405, in the platform's shape (a 405 keeps its `Allow`)."""
+    allow = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
+    return _error(e.status, e.reason, allow)
 
 
 def _patch_problem(body: Mapping[str, Any]) -> web.Response | None:

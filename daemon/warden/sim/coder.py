@@ -58,21 +58,21 @@ workspace describe itself badly from then on (`repair_workspace` undoes it).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Final, Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from warden.clock import Clock, utc_now
+from warden.sim.faults import Fault, FaultPlan, Recorder, body_of
 
 API: Final = "/api/v2"
 TOKEN_HEADER: Final = "Coder-Session-Token"  # noqa: S105 - a header name, not a secret
@@ -87,8 +87,6 @@ SIGNED_OUT: Final = (
 RFC3339_NANO: Final = "2006-01-02T15:04:05.999999999Z07:00"  # Go's layout, quoted in errors
 
 Status = Literal["running", "stopped", "starting", "stopping", "failed", "pending"]
-FaultKind = Literal["truncated", "not_json", "wrong_type"]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Check = Callable[["_Workspace"], bool]
 
 SEED_STATES: Final = frozenset({"running", "stopped", "starting", "stopping", "failed", "pending"})
@@ -215,23 +213,13 @@ class RecordedRequest:
         except ValueError:
             return None
 
-
-@dataclass
-class _Fault:
-    method: str
-    prefix: str
-    remaining: int
-    status: int = 500
-    body: str | None = None
-    headers: Mapping[str, str] | None = None
-    seconds: float = 0.0
-    kind: str = ""
-
-    def matches(self, request: web.Request) -> bool:
-        return request.method == self.method.upper() and request.path_qs.startswith(self.prefix)
+    def note_answer(self, response: web.StreamResponse, status: int | None) -> None:
+        self.status = status
+        if status is not None:
+            self.answer_raw = body_of(response)
 
 
-class CoderSim:
+class CoderSim(Recorder[RecordedRequest], FaultPlan[str]):
     """A Coder deployment in memory, moved by an injectable clock."""
 
     def __init__(
@@ -241,13 +229,12 @@ class CoderSim:
         clock: Clock = utc_now,
         build_seconds: float = 2.0,
     ) -> None:
+        super().__init__()
         self.token = token
         self.build_seconds = build_seconds
         self._clock = clock
         self._ids = random.Random(0xC0DE)  # ids repeat from run to run, for benchmarks
         self._epoch = clock()
-        self.calls: list[tuple[str, str]] = []
-        self.requests: list[RecordedRequest] = []
         self.organization = _User(self._new_id(), "coder")
         self.deployment_id = self._new_id()
         self._worker_id = self._new_id()
@@ -261,8 +248,6 @@ class CoderSim:
         self._version = 0  # bumped on every change; listings are cached per version
         self._listings: dict[str, list[_Workspace]] = {}
         self._listings_version = -1
-        self._faults: dict[str, list[_Fault]] = {"reset": [], "delay": [], "fail": [], "bad": []}
-        self._released = asyncio.Event()  # set at shutdown so that delayed answers end
 
     # ------------------------------------------------------------ the fleet
 
@@ -436,57 +421,12 @@ class CoderSim:
         ws.overrides.clear()
         self._touch(ws)
 
-    def clear_log(self) -> None:
-        """Forget `calls` and `requests` (they keep every answer's bytes)."""
-        self.calls.clear()
-        self.requests.clear()
-
-    # ------------------------------------------------------------ fault injection
-
-    def fail_next(
-        self,
-        method: str,
-        path_prefix: str,
-        *,
-        status: int = 500,
-        body: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        times: int = 1,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` (Coder-shaped unless `body`)."""
-        self._add("fail", method, path_prefix, times, status=status, body=body, headers=headers)
-
-    def delay_next(self, method: str, path_prefix: str, seconds: float, times: int = 1) -> None:
-        """Hold the next matching answers for `seconds` of real time (ended at shutdown)."""
-        self._add("delay", method, path_prefix, times, seconds=seconds)
-
-    def malformed_next(
-        self, method: str, path_prefix: str, kind: FaultKind = "truncated", times: int = 1
-    ) -> None:
-        """Spoil the next matching answers: JSON cut short, an HTML page, or valid JSON of
-        the wrong shape (`workspaces` a string, a workspace without `latest_build`)."""
-        self._add("bad", method, path_prefix, times, kind=kind)
-
-    def reset_next(self, method: str, path_prefix: str, times: int = 1) -> None:
-        """Drop the connection instead of answering the next matching requests."""
-        self._add("reset", method, path_prefix, times)
-
-    def _add(self, bucket: str, method: str, prefix: str, times: int, **details: Any) -> None:
-        self._faults[bucket].append(_Fault(method, prefix, times, **details))
-
-    def _take(self, bucket: str, request: web.Request) -> _Fault | None:
-        for fault in self._faults[bucket]:
-            if fault.matches(request):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults[bucket].remove(fault)
-                return fault
-        return None
-
     # ------------------------------------------------------------ the application
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record, self._inject, self._authenticate])
+        recording = self.record_requests(self._note)
+        injecting = self.inject_faults(_failure, wrong_type=_misshapen)
+        app = web.Application(middlewares=[recording, injecting, self._authenticate])
         ws = f"{API}/workspaces/{{workspace}}"
         app.router.add_get(f"{API}/buildinfo", self._buildinfo)
         app.router.add_get(f"{API}/users/{{user}}", self._get_user)
@@ -497,16 +437,11 @@ class CoderSim:
         app.router.add_put(f"{ws}/extend", self._extend)
         app.router.add_post(f"{ws}/usage", self._usage)
         app.router.add_get(f"{API}/workspacebuilds/{{workspacebuild}}", self._get_build)
-        app.on_shutdown.append(self._release)
+        app.on_shutdown.append(self.release)
         return app
 
-    async def _release(self, _app: web.Application) -> None:
-        self._released.set()
-
-    @web.middleware
-    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw = await request.read()
-        seen = RecordedRequest(
+    def _note(self, request: web.Request, raw: bytes) -> RecordedRequest:
+        return RecordedRequest(
             method=request.method,
             path=request.path,
             query=dict(request.query),
@@ -516,32 +451,6 @@ class CoderSim:
             at=self._clock(),
             path_qs=request.path_qs,
         )
-        self.calls.append((request.method, request.path_qs))
-        self.requests.append(seen)
-        response = await handler(request)
-        if isinstance(response, web.Response) and response.status != 499:
-            seen.status = response.status
-            seen.answer_raw = response.body if isinstance(response.body, bytes) else b""
-        return response
-
-    @web.middleware
-    async def _inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._take("reset", request) is not None:
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=499)  # never sent: the connection is gone
-        delay = self._take("delay", request)
-        if delay is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), delay.seconds)
-        fail = self._take("fail", request)
-        if fail is not None:
-            return _failure(fail)
-        response = await handler(request)
-        spoil = self._take("bad", request)
-        if spoil is not None and isinstance(response, web.Response):
-            return _spoiled(response, spoil.kind)
-        return response
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -1257,7 +1166,7 @@ def _gone(ws: _Workspace) -> web.Response:
     return _error(410, message)
 
 
-def _failure(fault: _Fault) -> web.Response:
+def _failure(fault: Fault[str]) -> web.Response:
     if fault.body is not None:
         kind = "application/json" if _loads(fault.body.encode()) is not None else "text/html"
         return web.Response(
@@ -1271,28 +1180,20 @@ def _failure(fault: _Fault) -> web.Response:
     )
 
 
-def _spoiled(response: web.Response, kind: str) -> web.Response:
-    text = response.body.decode() if isinstance(response.body, bytes) else ""
-    if kind == "truncated":
-        return web.Response(
-            status=response.status, text=text[: len(text) // 2], content_type="application/json"
-        )
-    if kind == "not_json":
-        return web.Response(
-            status=response.status,
-            text="<html><body><h1>502 Bad Gateway</h1></body></html>",
-            content_type="text/html",
-        )
-    return _answer(response.status, _wrong_type(json.loads(text) if text else None))
+def _misshapen(text: str) -> str:
+    """Valid JSON of the wrong shape: what a broken proxy or another API version might send.
 
-
-def _wrong_type(body: Any) -> Any:
-    """Valid JSON of the wrong shape: what a broken proxy or another API version might send."""
+    A listing's `workspaces` becomes a string, a workspace loses `latest_build`, anything
+    else is wrapped in an array.
+    """
+    body = json.loads(text) if text else None
     if isinstance(body, dict) and "workspaces" in body:
-        return body | {"workspaces": "not a list"}
-    if isinstance(body, dict) and "latest_build" in body:
-        return {key: value for key, value in body.items() if key != "latest_build"}
-    return [body]
+        wrong: Any = body | {"workspaces": "not a list"}
+    elif isinstance(body, dict) and "latest_build" in body:
+        wrong = {key: value for key, value in body.items() if key != "latest_build"}
+    else:
+        wrong = [body]
+    return json.dumps(wrong, separators=(",", ":"))
 
 
 def _apply_overrides(body: dict[str, Any], overrides: Mapping[str, Any]) -> None:

@@ -48,11 +48,9 @@ bodies and the answer given), `fail_next`, `delay_next`, `malformed_next`,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -60,9 +58,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from warden.clock import Clock, utc_now
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Malformed = Literal["truncated", "not_json", "wrong_type"]
+from warden.sim.faults import Fault, FaultPlan, Recorder, SimRequest
 
 OSS_CLIENT_ID = "zkWlN0PkIKSN0C11CfUHUj84OT5XOJ6tDZ6bDRO2"
 STATUS_FORMAT = "with_activity_details"
@@ -72,7 +68,10 @@ FUTURE = timedelta(days=1)
 
 
 def mage_error(code: int, kind: str, message: str) -> dict[str, Any]:
-    """A Mage error body, as its API base handler writes it."""
+    """A Mage error body, as its API base handler writes it.
+
+    `fail_next(..., status=200, body=mage_error(...))` is Mage's own way of failing.
+    """
     return {
         "error": {"code": code, "message": message, "type": kind, "errors": [message]},
         "status": 200,
@@ -97,178 +96,39 @@ def _iso(moment: datetime | None, *, naive: bool = False) -> str | None:
 # ---------------------------------------------------------------- recording and faults
 
 
-@dataclass
-class SimRequest:
-    """One request as a simulator received it, and the answer it gave."""
-
-    method: str
-    path: str  # with the query string
-    headers: Mapping[str, str]
-    body: Any  # the JSON body; None when empty or not JSON
-    route: str | None = None  # the route's name: which contract the answer follows
-    status: int | None = None  # None when the connection was reset instead
-    answer: Any = None  # the JSON answer; None when there was none or it was not JSON
-    injected: bool = False  # the answer came from fault injection, not the platform
-
-
-@dataclass
-class _Fault:
-    method: str
-    prefix: str
-    remaining: int
-    status: int = 500
-    body: Any = None
-    headers: Mapping[str, str] | None = None
-    seconds: float = 0.0
-    kind: str = ""
-
-    def matches(self, request: web.Request) -> bool:
-        return request.method == self.method.upper() and request.path_qs.startswith(self.prefix)
-
-
-class _Recorder:
-    """Recording, fault injection and the in-flight count, shared by both simulators."""
+class _Simulator(Recorder[SimRequest], FaultPlan[Any]):
+    """What both simulators share: a clock, and recording and faults with Mage's answers."""
 
     def __init__(self, clock: Clock) -> None:
+        super().__init__()
         self._clock = clock
-        self.calls: list[tuple[str, str]] = []
-        self.requests: list[SimRequest] = []
-        self.max_in_flight = 0
-        self._in_flight = 0
-        self._faults: dict[str, list[_Fault]] = {"reset": [], "delay": [], "fail": [], "bad": []}
-        self._released = asyncio.Event()  # set at shutdown so that delayed answers end
-
-    def fail_next(
-        self,
-        method: str,
-        path_prefix: str,
-        *,
-        status: int = 500,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        times: int = 1,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` (and `body`, `headers`).
-
-        `status=200` with `body=mage_error(...)` is Mage's own way of failing.
-        """
-        self._add("fail", method, path_prefix, times, status=status, body=body, headers=headers)
-
-    def delay_next(self, method: str, path_prefix: str, seconds: float, times: int = 1) -> None:
-        """Hold the next matching answers for `seconds` (ended early at shutdown)."""
-        self._add("delay", method, path_prefix, times, seconds=seconds)
-
-    def malformed_next(
-        self, method: str, path_prefix: str, kind: Malformed = "truncated", times: int = 1
-    ) -> None:
-        """Spoil the next matching answers: JSON cut short, HTML, or every value a string."""
-        self._add("bad", method, path_prefix, times, kind=kind)
-
-    def reset_next(self, method: str, path_prefix: str, times: int = 1) -> None:
-        """Drop the connection instead of answering the next matching requests.
-
-        aiohttp's client sends an idempotent request (GET, PUT) once more when the
-        connection drops: `times=2` makes it fail for good.
-        """
-        self._add("reset", method, path_prefix, times)
-
-    def _add(self, category: str, method: str, prefix: str, times: int, **details: Any) -> None:
-        self._faults[category].append(_Fault(method, prefix, times, **details))
-
-    def _take(self, kind: str, request: web.Request) -> _Fault | None:
-        for fault in self._faults[kind]:
-            if fault.matches(request):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults[kind].remove(fault)
-                return fault
-        return None
 
     def _application(self, routes: Callable[[web.UrlDispatcher], None]) -> web.Application:
-        app = web.Application(middlewares=[self._record, self._inject])
+        recording = self.record_requests(SimRequest.of, router_error=_router_error)
+        injecting = self.inject_faults(_failure, wrong_type=_every_value_a_string)
+        app = web.Application(middlewares=[recording, injecting])
         routes(app.router)
-        app.on_shutdown.append(self._release)
+        app.on_shutdown.append(self.release)
         return app
 
-    async def _release(self, _app: web.Application) -> None:
-        self._released.set()
 
-    @web.middleware
-    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        route = request.match_info.route.name
-        seen = SimRequest(request.method, request.path_qs, dict(request.headers), body, route)
-        self.calls.append((request.method, request.path_qs))
-        self.requests.append(seen)
-        self._in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        try:
-            response = await handler(request)
-        except web.HTTPException as e:  # the router's 404 and 405
-            response = web.Response(status=e.status, text=e.reason)
-        finally:
-            self._in_flight -= 1
-        seen.status = response.status if isinstance(response, web.Response) else None
-        seen.injected = bool(response.headers.get("X-Sim-Injected"))
-        if isinstance(response, web.Response) and response.content_type == "application/json":
-            try:
-                seen.answer = json.loads(response.body or b"")  # type: ignore[arg-type]
-            except ValueError:
-                seen.answer = None
-        return response
-
-    @web.middleware
-    async def _inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._take("reset", request) is not None:
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=499)  # never sent: the connection is gone
-        delay = self._take("delay", request)
-        if delay is not None:
-            with contextlib.suppress(TimeoutError):  # the delay ran out: answer now
-                await asyncio.wait_for(self._released.wait(), delay.seconds)
-        fail = self._take("fail", request)
-        if fail is not None:
-            return _failure(fail)
-        response = await handler(request)
-        spoil = self._take("bad", request)
-        if spoil is not None and isinstance(response, web.Response):
-            return _spoiled(response, spoil.kind)
-        return response
-
-
-def _failure(fault: _Fault) -> web.Response:
-    headers = {**(fault.headers or {}), "X-Sim-Injected": "fail"}
+def _failure(fault: Fault[Any]) -> web.Response:
     if isinstance(fault.body, str) or fault.body is None:
         text = fault.body if fault.body is not None else f"injected {fault.status}"
-        return web.Response(status=fault.status, text=text, headers=headers)
-    return _answer(fault.body, status=fault.status, headers=headers)
+        return web.Response(status=fault.status, text=text, headers=fault.headers)
+    return _answer(fault.body, status=fault.status, headers=fault.headers)
 
 
-def _spoiled(response: web.Response, kind: str) -> web.Response:
-    text = (response.body or b"").decode()
-    headers = {"X-Sim-Injected": kind}
-    if kind == "truncated":
-        return web.Response(
-            status=response.status,
-            text=text[: len(text) // 2],
-            content_type="application/json",
-            headers=headers,
-        )
-    if kind == "not_json":
-        return web.Response(
-            status=response.status,
-            text="<html><body><h1>502 Bad Gateway</h1></body></html>",
-            content_type="text/html",
-            headers=headers,
-        )
+def _router_error(e: web.HTTPException) -> web.Response:
+    return web.Response(status=e.status, text=e.reason)
+
+
+def _every_value_a_string(text: str) -> str:
+    """Valid JSON of the wrong shape: every value of an object a string."""
     body = json.loads(text)
-    wrong = {key: "unexpected" for key in body} if isinstance(body, dict) else "unexpected"
-    return _answer(wrong, status=response.status, headers=headers)
+    return json.dumps(
+        {key: "unexpected" for key in body} if isinstance(body, dict) else "unexpected"
+    )
 
 
 # ---------------------------------------------------------------- the cluster API
@@ -308,7 +168,7 @@ class SimWorkspace:
         return self.status
 
 
-class MageSim(_Recorder):
+class MageSim(_Simulator):
     """One Mage Pro cluster: its manager's workspace API and each workspace's status."""
 
     def __init__(
@@ -611,7 +471,7 @@ class SimCluster:
     writes: list[dict[str, Any]] = field(default_factory=list)  # every PUT body applied
 
 
-class MageCloudSim(_Recorder):
+class MageCloudSim(_Simulator):
     """The Mage Cloud API of one team: sessions and clusters."""
 
     def __init__(

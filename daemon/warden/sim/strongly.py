@@ -43,11 +43,9 @@ served at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -56,6 +54,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from warden.clock import Clock, utc_now
+from warden.sim.faults import Fault, FaultPlan, Recorder, SimRequest, in_an_array
 
 API = "/api/v1"
 READ = "workspaces:read"
@@ -82,8 +81,6 @@ REASONS = {
     504: "Gateway Timeout",
 }
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Malformed = Literal["truncated", "not_json", "wrong_type"]
 Corruption = Literal[
     "unknown_status",
     "missing_field",
@@ -116,39 +113,6 @@ def _answer(body: Any, status: int = 200, headers: Mapping[str, str] | None = No
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     return _answer({"error": REASONS.get(status, "Error"), "message": message}, status, headers)
-
-
-# ---------------------------------------------------------------- recording and faults
-
-
-@dataclass
-class SimRequest:
-    """One request as the simulator received it, and the answer it gave."""
-
-    method: str
-    path: str  # with the query string
-    headers: Mapping[str, str]
-    body: Any  # the JSON body; None when empty or not JSON
-    raw: bytes
-    route: str | None = None  # the route's name: which contract the answer follows
-    status: int | None = None  # None when the connection was reset instead
-    answer: Any = None  # the JSON answer; None when there was none or it was not JSON
-    injected: bool = False  # the answer came from fault injection, not the platform
-
-
-@dataclass
-class _Fault:
-    method: str
-    prefix: str
-    remaining: int
-    status: int = 500
-    body: Any = None
-    headers: Mapping[str, str] | None = None
-    seconds: float = 0.0
-    kind: str = ""
-
-    def matches(self, request: web.Request) -> bool:
-        return request.method == self.method.upper() and request.path_qs.startswith(self.prefix)
 
 
 # ---------------------------------------------------------------- the platform's state
@@ -270,7 +234,7 @@ class SimWorkspace:
 # ---------------------------------------------------------------- the simulator
 
 
-class StronglySim:
+class StronglySim(Recorder[SimRequest], FaultPlan[Any]):
     """A Strongly.ai instance: workspaces, API keys with scopes, faults on demand."""
 
     def __init__(
@@ -283,6 +247,7 @@ class StronglySim:
         ready_seconds: float = 90.0,
         max_limit: int = MAX_LIMIT,
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self._clock = clock
         self._keys: dict[str, frozenset[str]] = {api_key: frozenset(scopes)}
@@ -290,12 +255,6 @@ class StronglySim:
         self.ready_seconds = ready_seconds
         self.max_limit = max_limit
         self.workspaces: dict[str, SimWorkspace] = {}
-        self.calls: list[tuple[str, str]] = []
-        self.requests: list[SimRequest] = []
-        self.max_in_flight = 0
-        self._in_flight = 0
-        self._faults: dict[str, list[_Fault]] = {"reset": [], "delay": [], "fail": [], "bad": []}
-        self._released = asyncio.Event()  # set at shutdown so that delayed answers end
 
     # ------------------------------------------------------------ state helpers
 
@@ -418,58 +377,12 @@ class StronglySim:
             self.add_workspace(id, now=now, created_ago=timedelta(days=30 - days), **fields)
         return [id for id, _ in fleet]
 
-    # ------------------------------------------------------------ fault injection
-
-    def fail_next(
-        self,
-        method: str,
-        path_prefix: str,
-        *,
-        status: int = 500,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        times: int = 1,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` (and `body`, `headers`).
-
-        Without a body, the answer is the platform's error shape.
-        """
-        self._add("fail", method, path_prefix, times, status=status, body=body, headers=headers)
-
-    def delay_next(self, method: str, path_prefix: str, seconds: float, times: int = 1) -> None:
-        """Hold the next matching answers for `seconds` (ended early at shutdown)."""
-        self._add("delay", method, path_prefix, times, seconds=seconds)
-
-    def malformed_next(
-        self, method: str, path_prefix: str, kind: Malformed = "truncated", times: int = 1
-    ) -> None:
-        """Spoil the next matching answers: JSON cut short, HTML, or wrapped in an array."""
-        self._add("bad", method, path_prefix, times, kind=kind)
-
-    def reset_next(self, method: str, path_prefix: str, times: int = 1) -> None:
-        """Drop the connection instead of answering the next matching requests.
-
-        aiohttp's client sends an idempotent request (GET) once more when the
-        connection drops: `times=2` makes a GET fail for good.
-        """
-        self._add("reset", method, path_prefix, times)
-
-    def _add(self, category: str, method: str, prefix: str, times: int, **details: Any) -> None:
-        self._faults[category].append(_Fault(method, prefix, times, **details))
-
-    def _take(self, category: str, request: web.Request) -> _Fault | None:
-        for fault in self._faults[category]:
-            if fault.matches(request):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults[category].remove(fault)
-                return fault
-        return None
-
     # ------------------------------------------------------------ the application
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record, self._inject])
+        recording = self.record_requests(SimRequest.of, router_error=_router_error)
+        injecting = self.inject_faults(_failure, wrong_type=in_an_array)
+        app = web.Application(middlewares=[recording, injecting])
         one = API + "/workspaces/{id}"
         app.router.add_get(API + "/workspaces", self._list, name="list")
         app.router.add_post(API + "/workspaces", self._create, name="create")
@@ -481,57 +394,8 @@ class StronglySim:
         app.router.add_get(one + "/status", self._status, name="status")
         app.router.add_get(one + "/metrics", self._metrics, name="metrics")
         app.router.add_get(one + "/logs", self._logs, name="logs")
-        app.on_shutdown.append(self._release)
+        app.on_shutdown.append(self.release)
         return app
-
-    async def _release(self, _app: web.Application) -> None:
-        self._released.set()
-
-    @web.middleware
-    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        route = request.match_info.route.name
-        seen = SimRequest(request.method, request.path_qs, dict(request.headers), body, raw, route)
-        self.calls.append((request.method, request.path_qs))
-        self.requests.append(seen)
-        self._in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        try:
-            response = await handler(request)
-        except web.HTTPException as e:  # the router's 404 and 405, in the platform's shape
-            response = _error(e.status, e.reason)
-        finally:
-            self._in_flight -= 1
-        reset = request.transport is None or request.transport.is_closing()
-        seen.status = None if reset or not isinstance(response, web.Response) else response.status
-        seen.injected = bool(response.headers.get("X-Sim-Injected"))
-        if isinstance(response, web.Response) and response.content_type == "application/json":
-            with contextlib.suppress(ValueError, TypeError):
-                seen.answer = json.loads(response.body or b"")  # type: ignore[arg-type]
-        return response
-
-    @web.middleware
-    async def _inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._take("reset", request) is not None:
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=499)  # never sent: the connection is gone
-        delay = self._take("delay", request)
-        if delay is not None:
-            with contextlib.suppress(TimeoutError):  # the delay ran out: answer now
-                await asyncio.wait_for(self._released.wait(), delay.seconds)
-        fail = self._take("fail", request)
-        if fail is not None:
-            return _failure(fail)
-        response = await handler(request)
-        spoil = self._take("bad", request)
-        if spoil is not None and isinstance(response, web.Response):
-            return _spoiled(response, spoil.kind)
-        return response
 
     # ------------------------------------------------------------ auth and lookup
 
@@ -774,32 +638,14 @@ def _fields_problem(body: Mapping[str, Any], allowed: set[str]) -> str | None:
     return None
 
 
-def _failure(fault: _Fault) -> web.Response:
-    headers = {**(fault.headers or {}), "X-Sim-Injected": "fail"}
+def _failure(fault: Fault[Any]) -> web.Response:
     if isinstance(fault.body, str):
-        return web.Response(status=fault.status, text=fault.body, headers=headers)
+        return web.Response(status=fault.status, text=fault.body, headers=fault.headers)
     if fault.body is None:
-        return _error(fault.status, f"injected {fault.status}", headers)
-    return _answer(fault.body, fault.status, headers)
+        return _error(fault.status, f"injected {fault.status}", fault.headers)
+    return _answer(fault.body, fault.status, fault.headers)
 
 
-def _spoiled(response: web.Response, kind: str) -> web.Response:
-    text = (response.body or b"").decode()
-    headers = {"X-Sim-Injected": kind}
-    if kind == "truncated":
-        return web.Response(
-            status=response.status,
-            text=text[: len(text) // 2],
-            content_type="application/json",
-            headers=headers,
-        )
-    if kind == "not_json":
-        return web.Response(
-            status=response.status,
-            text="<html><body><h1>502 Bad Gateway</h1></body></html>",
-            content_type="text/html",
-            headers=headers,
-        )
-    return web.Response(
-        status=response.status, text=f"[{text}]", content_type="application/json", headers=headers
-    )
+def _router_error(e: web.HTTPException) -> web.Response:
+    """The router's 404 and 405, in the platform's shape."""
+    return _error(e.status, e.reason)

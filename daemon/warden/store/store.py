@@ -18,7 +18,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.errors import excerpt
 from warden.model import Decision, Event, Memory, State, Verb, Warning, Workspace, WorkspaceId
+from warden.spend.accrual import Accrual, Point, SpendRow
 from warden.store import lease, migrate
 from warden.store import tables as db
 from warden.store.codec import (
@@ -633,6 +635,88 @@ class Store:
             await self._outbox(conn, events)
 
     # ------------------------------------------------------------ leader lease
+
+    # ------------------------------------------------------------ spend
+
+    async def spend_points(self, provider: str) -> dict[WorkspaceId, Point]:
+        """Where accrual stands for each of `provider`'s workspaces."""
+        t = db.spend_points
+        async with self._read() as conn:
+            rows = await conn.execute(select(t).where(t.c.provider == provider))
+            return {
+                WorkspaceId(provider, r.native_id): Point(r.at, r.running, r.per_hour) for r in rows
+            }
+
+    async def account_spend(
+        self,
+        provider: str,
+        accruals: Sequence[Accrual],
+        events: Sequence[Event],
+    ) -> None:
+        """Add each workspace's entries to the ledger and move its point, in one transaction."""
+        ledger = [
+            {
+                "provider": provider,
+                "native_id": a.ws.native,
+                "day": entry.day.isoformat(),
+                "owner": a.owner,
+                "currency": "USD",
+                "amount": entry.amount,
+                "estimated": entry.amount if entry.estimated else Decimal(0),
+                "incomplete": a.incomplete,
+            }
+            for a in accruals
+            for entry in a.entries
+        ]
+        points = [
+            {
+                "provider": provider,
+                "native_id": a.ws.native,
+                "at": a.point.at,
+                "running": a.point.running,
+                "per_hour": a.point.per_hour,
+            }
+            for a in accruals
+        ]
+        add = upsert(db.spend_ledger, self._dialect)
+        t = db.spend_ledger
+        add = add.on_conflict_do_update(
+            index_elements=[t.c.provider, t.c.native_id, t.c.day],
+            set_={
+                "amount": t.c.amount + add.excluded.amount,
+                "estimated": t.c.estimated + add.excluded.estimated,
+                "incomplete": t.c.incomplete | add.excluded.incomplete,
+                "owner": add.excluded.owner,
+            },
+        )
+        move = upsert(db.spend_points, self._dialect)
+        move = move.on_conflict_do_update(
+            index_elements=[db.spend_points.c.provider, db.spend_points.c.native_id],
+            set_={k: move.excluded[k] for k in ("at", "running", "per_hour")},
+        )
+        async with self._write() as conn:
+            if ledger:
+                await conn.execute(add, ledger)
+            if points:
+                await conn.execute(move, points)
+            await self._outbox(conn, events)
+
+    async def spend_by_day(self, day: date) -> list[SpendRow]:
+        """Every workspace's spend on one UTC day."""
+        t = db.spend_ledger
+        async with self._read() as conn:
+            rows = await conn.execute(select(t).where(t.c.day == day.isoformat()))
+            return [
+                SpendRow(
+                    ws=WorkspaceId(r.provider, r.native_id),
+                    owner=r.owner,
+                    day=day,
+                    amount=r.amount,
+                    estimated=r.estimated,
+                    incomplete=r.incomplete,
+                )
+                for r in rows
+            ]
 
     async def try_acquire_lease(
         self, name: str, holder: str, now: datetime, ttl: timedelta

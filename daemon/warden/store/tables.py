@@ -256,3 +256,31 @@ utilisation_samples = Table(
     Column("value", Numeric(7, 3)),
     Index(None, "at"),
 )
+
+# ---------------------------------------------------------------- spend (0004)
+# Where accrual stands per workspace (moved forward with each observation), and
+# the money accrued per workspace and UTC day; `estimated` is the part charged across
+# a gap in observation, `incomplete` says a running period had no price.
+spend_points = Table(
+    "spend_points",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("native_id", String, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("running", Boolean, nullable=False),
+    Column("per_hour", Numeric(18, 6)),
+)
+
+spend_ledger = Table(
+    "spend_ledger",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("native_id", String, primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Numeric(18, 6), nullable=False),
+    Column("estimated", Numeric(18, 6), nullable=False),
+    Column("incomplete", Boolean, nullable=False),
+    Index(None, "day"),
+)

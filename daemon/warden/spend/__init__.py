@@ -1,0 +1,1 @@
+"""Spend: what running workspaces cost, accrued from observed running time."""
