@@ -33,6 +33,8 @@ version: 1
 settings: {max_actions_per_cycle: 0, dry_run: true}
 providers:
   coder-bench: {type: coder, url: "%(url)s", token: "${BENCH_TOKEN}", page_size: %(page)d, concurrency: %(conc)d}
+pricing:
+  coder-bench: {usd_per_credit: 0.10}  # so that every cycle also accrues spend
 policies:
   - {name: idle, when: {idle_for: 2h}, warn_before: 15m}
   - {name: lifetime, when: {running_for: 12h}, extend: {by: 2h, max: 2}}

@@ -291,11 +291,13 @@ class Daemon:
 
     async def _account(self, name: str, observation: Observation, now: datetime) -> None:
         """Add what each observed workspace cost since its last observation to the ledger."""
-        store = self._store()
+        store, pricing = self._store(), self.policies.pricing.get(name)
+        if pricing is None:
+            return  # not priced: nothing to account (see accruals_for)
         accruals, events = accruals_for(
             observation,
             await store.spend_points(name),
-            self.policies.pricing.get(name),
+            pricing,
             now=now,
             max_gap=SPEND_GAP_LIMIT,
         )
