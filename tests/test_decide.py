@@ -396,3 +396,64 @@ def test_next_due_is_the_earliest_warning_deadline_or_limit_crossing():
     assert next_due(rules(idle, life), [young], {}, now=NOW) == NOW + 45 * M
     snoozed = {warned.id: memory(warnings=mem[warned.id].warnings, snoozed_until=NOW + H)}
     assert next_due(rules(idle), [warned], snoozed, now=NOW) == NOW + H  # the snooze ends first
+
+
+# ---------------------------------------------------------------- lifecycle settings
+
+HOOKS = {"pre_start_script_path": "pre.sh", "post_start": {"command": ["echo"], "hook_path": "h"}}
+AS_WRITTEN = {"enable_auto_termination": True, "max_idle_seconds": 7200}
+UNSET = object()  # the platform did not report the config at all
+
+
+def configured(config, *, state=State.RUNNING, **fields):
+    facts = {} if config is UNSET else {"lifecycle_config": config}
+    return workspace("m-1", now=NOW, state=state, provider="mage", facts=facts, **fields)
+
+
+def keeper(**fields):
+    from warden.policy.models import Policy
+
+    return Policy.model_validate({"name": "keep", "lifecycle": {"max_idle": "2h"}} | fields)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "expected"),
+    [
+        (configured(UNSET), []),  # unknown: never patched on a guess
+        (configured({"termination_policy": AS_WRITTEN} | HOOKS), []),  # as written: no patch
+        (configured(None), [(DecisionKind.ACT, Verb.CONFIGURE)]),  # Mage's null: known, empty
+        (configured(HOOKS), [(DecisionKind.ACT, Verb.CONFIGURE)]),
+        (configured(HOOKS, state=State.STOPPED), [(DecisionKind.ACT, Verb.CONFIGURE)]),
+        (configured(HOOKS, state=State.STARTING, transitioning=True), []),
+        (configured(HOOKS, state=State.UNKNOWN), []),
+        (configured(HOOKS, observed_at=NOW - H), [(DecisionKind.SKIP, None)]),  # stale
+    ],
+)
+def test_a_lifecycle_policy_configures_only_a_known_differing_config(snapshot, expected):
+    assert kinds(decide(rules(keeper()), [snapshot], {}, now=NOW, since=None)) == expected
+
+
+def test_the_configure_decision_carries_the_whole_merged_config():
+    current = {"termination_policy": {"enable_auto_termination": False, "extra": 1}} | HOOKS
+    [act] = decide(rules(keeper()), [configured(current)], {}, now=NOW, since=None)
+    assert (
+        act.facts["lifecycle_config"] == {"termination_policy": AS_WRITTEN | {"extra": 1}} | HOOKS
+    )
+    assert act.facts["wanted"] == AS_WRITTEN
+    assert act.facts["current"] == {"enable_auto_termination": False, "extra": 1}
+    assert act.reason == (
+        "lifecycle settings differ: enable_auto_termination false → true, "
+        "max_idle_seconds unset → 7200"
+    )
+
+
+def test_an_excluded_workspace_keeps_its_lifecycle_config():
+    p = keeper(exclude={"name": ["m-*"]})
+    assert decide(rules(p), [configured(HOOKS)], {}, now=NOW, since=None) == []
+
+
+def test_a_lifecycle_write_passes_beside_a_stop_and_is_marked_dry_run_where_asked():
+    stop = policy(name="idle", when={"idle_for": "1h"})
+    ws = configured(HOOKS, idle=3 * H)
+    both = decide(rules(stop, keeper(dry_run=True)), [ws], {}, now=NOW, since=None)
+    assert [(d.verb, d.dry_run) for d in both] == [(Verb.STOP, False), (Verb.CONFIGURE, True)]

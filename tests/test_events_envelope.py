@@ -107,6 +107,21 @@ def test_every_catalogued_type_has_a_schema_and_severity() -> None:
         CHECKER.check_schema(schema)
 
 
+def _configure_decision(now: datetime) -> Decision:
+    """A lifecycle policy's decision, as decide() makes it from a Mage snapshot."""
+    from tests.factories import rules, workspace
+    from warden.policy.decide import decide
+    from warden.policy.models import Policy
+
+    hooks = {"post_start": {"command": ["echo", "ready"], "hook_path": "hooks/post.py"}}
+    snapshot = workspace(
+        "analytics-dev", now=now, provider="mage-prod", facts={"lifecycle_config": hooks}
+    )
+    keep = Policy.model_validate({"name": "mage-idle", "lifecycle": {"max_idle": "2h"}})
+    [configure] = decide(rules(keep), [snapshot], {}, now=now, since=None)
+    return configure
+
+
 def _from_the_catalogue() -> list[Event]:
     """One or more events of each type, built the way their producers build them."""
     now = START
@@ -124,6 +139,55 @@ def _from_the_catalogue() -> list[Event]:
         facts={"running_for": "12h"},
     )
     ref = str(act.workspace)
+    # A day budget in Europe/Berlin: its window is local midnight to midnight, in UTC.
+    day_start = datetime(2026, 11, 23, 23, tzinfo=UTC)
+    day_end = day_start + timedelta(days=1)
+    org = {  # budget_facts() of an org-wide budget
+        "budget": "org-daily",
+        "per": "all",
+        "scope": "all",
+        "window_start": day_start.isoformat(),
+        "window_end": day_end.isoformat(),
+        "timezone": "Europe/Berlin",
+        "spent": "1843.120000",
+        "limit": "2000",
+        "currency": "USD",
+    }
+    agents = WorkspaceId("agents", "770e8400-e29b-41d4-a716-446655440000")
+    replaced = {  # the agent-run adapter's Replaced.to_json()
+        "workspace": agents.native,
+        "previous": {"max_concurrent_runs": 8},
+        "applied": {"max_concurrent_runs": 1},
+    }
+    throttle = Decision(
+        kind=DecisionKind.ACT,
+        workspace=agents,
+        policy="org-daily",
+        verb=Verb.THROTTLE,
+        reason="budget org-daily: all spent $1843.12 of $2000.00 this day (Europe/Berlin), "
+        "90% reached",
+        facts=org
+        | {
+            "threshold": "90%",
+            "throttle": {"max_concurrent_runs": "1"},
+            "episode": day_start.isoformat(),
+        },
+    )
+    restore = Decision(
+        kind=DecisionKind.ACT,
+        workspace=agents,
+        policy="org-daily",
+        verb=Verb.RESTORE,
+        reason=f"budget org-daily: its window ended at {day_end.isoformat()}",
+        facts={
+            "budget": "org-daily",
+            "scope": "all",
+            "window_start": day_start.isoformat(),
+            "window_end": day_end.isoformat(),
+            "episode": f"{day_start.isoformat()}#undo",
+            "replaced": replaced,
+        },
+    )
     events = [
         ev.decision_event(warn, now=now),
         ev.decision_event(
@@ -145,6 +209,12 @@ def _from_the_catalogue() -> list[Event]:
             ref,
             now=now,
             data=ev.decision_data(extend) | {"idempotency_key": "k"},
+        ),
+        ev.new_event(
+            ev.WORKSPACE_CONFIGURED,
+            "mage-prod/analytics-dev",
+            now=now,
+            data=ev.decision_data(_configure_decision(now)) | {"idempotency_key": "k"},
         ),
         ev.new_event(
             ev.WORKSPACE_NOTIFIED, ref, now=now, data=ev.decision_data(decision(verb=Verb.NOTIFY))
@@ -253,6 +323,75 @@ def _from_the_catalogue() -> list[Event]:
                 "snoozed_until": now.isoformat(),
                 "by": "1h",
                 "snoozed_by": "admin",
+            },
+        ),
+        ev.new_event(
+            ev.WORKSPACE_THROTTLED,
+            str(agents),
+            now=now,
+            data=ev.decision_data(throttle)
+            | {
+                "idempotency_key": f"{agents}|org-daily|throttle|{day_start.isoformat()}",
+                "replaced": replaced,
+            },
+        ),
+        ev.new_event(
+            ev.WORKSPACE_RESTORED,
+            str(agents),
+            now=day_end + timedelta(minutes=1),
+            data=ev.decision_data(restore)
+            | {"idempotency_key": f"{agents}|org-daily|restore|{day_start.isoformat()}#undo"},
+        ),
+        ev.new_event(  # a threshold that only notifies, below 100%: a warning
+            ev.BUDGET_THRESHOLD_CROSSED,
+            "budgets/team-daily/alice",
+            now=now,
+            data=org
+            | {
+                "policy": "team-daily",
+                "budget": "team-daily",
+                "per": "owner",
+                "scope": "alice",
+                "spent": "41.250000",
+                "limit": "50",
+                "threshold": 0,
+                "at": "80%",
+                "percent": "82.5%",
+                "forecast": False,
+                "projected": "54.250000",
+                "action": "notify",
+                "notify": ["team-chat"],
+            },
+        ),
+        ev.new_event(  # a threshold that acts: critical
+            ev.BUDGET_THRESHOLD_CROSSED,
+            "budgets/org-daily/all",
+            now=now,
+            data=org
+            | {
+                "policy": "org-daily",
+                "threshold": 1,
+                "at": "90%",
+                "percent": "92.2%",
+                "forecast": False,
+                "projected": "2298.120000",
+                "action": "throttle",
+                "notify": ["oncall"],
+            },
+            severity="critical",
+        ),
+        ev.new_event(
+            ev.BUDGET_WINDOW_RESET,
+            "budgets/org-daily/all",
+            now=day_end + timedelta(minutes=1),
+            data={
+                "policy": "org-daily",
+                "budget": "org-daily",
+                "scope": "all",
+                "window_start": day_start.isoformat(),
+                "window_end": day_end.isoformat(),
+                "fired": [0, 1],
+                "undo": [str(agents)],
             },
         ),
         ev.new_event(

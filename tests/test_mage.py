@@ -83,8 +83,9 @@ def puts(rig: Rig) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- listing and mapping
 
 
-def test_the_cluster_adapter_declares_stop_start_and_activity():
-    assert {Capability.STOP, Capability.START, Capability.ACTIVITY} == CAPABILITIES
+def test_the_cluster_adapter_declares_stop_start_activity_and_lifecycle():
+    expected = {Capability.STOP, Capability.START, Capability.ACTIVITY, Capability.SET_LIFECYCLE}
+    assert expected == CAPABILITIES
 
 
 async def test_a_workspace_is_mapped_to_a_neutral_snapshot(rig: Rig):

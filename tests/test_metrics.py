@@ -142,12 +142,9 @@ def test_deliveries_failures_and_dead_letters_count_per_sink():
 
 def test_spend_and_budget_use_are_gauges_per_scope():
     metrics = Metrics()
-    metrics.spend("owner:alice", Decimal("12.50"))
-    metrics.budget_used("team-daily", "owner:alice", Decimal("0.25"))
-    assert value(metrics, "warden_spend_usd", scope="owner:alice") == 12.5
-    assert value(metrics, "warden_budget_used_ratio", policy="team-daily", scope="owner:alice") == (
-        0.25
-    )
+    metrics.budget_standing("team-daily", "alice", Decimal("12.50"), Decimal(50))
+    assert value(metrics, "warden_spend_usd", policy="team-daily", scope="alice") == 12.5
+    assert value(metrics, "warden_budget_used_ratio", policy="team-daily", scope="alice") == 0.25
 
 
 def test_a_rejected_reload_counts_and_lowers_the_last_reload_gauge():
@@ -242,8 +239,7 @@ def test_alert_rules_use_only_metrics_warden_exports(clock: ManualClock):
     metrics.delivered("s")
     metrics.delivery_failed("s")
     metrics.dead_lettered("s")
-    metrics.spend("all", Decimal(0))
-    metrics.budget_used("x", "all", Decimal(0))
+    metrics.budget_standing("x", "all", Decimal(0), Decimal(1))
     metrics.policy_reload(ok=True)
     exported = exported_names(metrics) | {"up"}
     for rule in alert_rules():

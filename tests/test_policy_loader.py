@@ -90,7 +90,7 @@ def test_an_unknown_key_lists_the_keys_that_are_allowed():
     )
     assert problems(path) == [
         "p.yaml:3:5: policies[0].whne: unknown key (expected one of: name, description, match, "
-        "exclude, when, schedule, warn_before, snooze, do, extend, notify, dry_run)"
+        "exclude, when, schedule, lifecycle, warn_before, snooze, do, extend, notify, dry_run)"
     ]
 
 

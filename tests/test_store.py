@@ -689,3 +689,55 @@ async def test_utilisation_samples_are_kept_across_polls_and_unknowns_stay_unkno
     later = NOW + 26 * H
     await store.record_observation(P, [workspace("ws-1", now=later, utilisation={})], later)
     assert (await store.load_memory(P, samples_since=NOW))[WorkspaceId(P, "ws-1")].samples == {}
+
+
+# ---------------------------------------------------------------- budgets
+
+
+async def test_the_ledger_keeps_days_per_zone_and_sums_a_window_in_one(store: Store) -> None:
+    from datetime import date
+
+    from warden.spend.accrual import Accrual, Entry, Point
+
+    ws = WorkspaceId("coder", "ws-1")
+    entries = [
+        Entry(date(2026, 11, 24), Decimal("1.5"), False, "UTC"),
+        Entry(date(2026, 11, 24), Decimal("1.0"), False, "Europe/Berlin"),
+        Entry(date(2026, 11, 25), Decimal("0.5"), True, "Europe/Berlin"),
+    ]
+    point = Point(NOW, True, Decimal(1))
+    await store.account_spend("coder", [Accrual(ws, "alice", point, entries, False)], [])
+    await store.account_spend("coder", [Accrual(ws, "alice", point, entries[1:2], False)], [])
+    [berlin] = await store.spend_between(date(2026, 11, 24), date(2026, 11, 25), "Europe/Berlin")
+    assert (berlin.ws, berlin.owner, berlin.amount, berlin.estimated) == (
+        ws,
+        "alice",
+        Decimal("2.5"),
+        Decimal("0.5"),
+    )
+    [utc] = await store.spend_by_day(date(2026, 11, 24))
+    assert utc.amount == Decimal("1.5")
+    assert await store.spend_rates() == {ws: Decimal(1)}
+
+
+async def test_budget_windows_round_trip_and_are_found_open_or_pending(store: Store) -> None:
+    from warden.budget.state import Acted, WindowState
+
+    agents = WorkspaceId("agents", "w-1")
+    replaced = {"workspace": "w-1", "previous": {"daily_budget_usd": "100.5"}, "applied": {}}
+    state = WindowState(
+        budget="org-daily",
+        scope="all",
+        window_start=NOW - timedelta(hours=10),
+        window_end=NOW + timedelta(hours=14),
+        fired=(0, 2),
+        acted=(Acted(agents, Verb.THROTTLE, replaced),),
+    )
+    await store.save_budget_windows([state])
+    assert await store.budget_windows(open_at=NOW) == [state]
+    assert await store.budget_windows(open_at=NOW + timedelta(days=1)) == []
+    assert await store.budget_windows(open_at=NOW + timedelta(days=1), pending_undo=True) == [state]
+    done = state.without({(agents, Verb.THROTTLE)})
+    await store.save_budget_windows([done])
+    assert await store.budget_windows(open_at=NOW + timedelta(days=1), pending_undo=True) == []
+    assert (await store.budget_windows(open_at=NOW))[0].undone is True

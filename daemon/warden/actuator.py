@@ -10,10 +10,11 @@ event in one transaction.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import structlog
@@ -26,19 +27,24 @@ from warden.model import (
     DecisionKind,
     Event,
     Memory,
+    State,
     Verb,
     Warning,
     Workspace,
     WorkspaceId,
 )
 from warden.policy.decide import Rules, decide_policy
-from warden.providers.base import Provider
+from warden.policy.lifecycle import current_lifecycle, merge_lifecycle, short_hash
+from warden.providers.agentrun import LimitsCapable, Replaced
+from warden.providers.base import LifecycleCapable, Provider
 from warden.retry import Backoff, CircuitBreaker, Sleep, with_retries
 from warden.store.rows import PlannedAction
 
 log = structlog.get_logger(__name__)
 
 DISRUPTIVE = frozenset({Verb.STOP, Verb.RESUME})
+ONE_ATTEMPT = Backoff(attempts=1)
+T = TypeVar("T")
 
 
 class ActionStore(Protocol):
@@ -87,6 +93,8 @@ class CycleOutcome:
     held: list[tuple[Decision, str]] = field(default_factory=list)
     warned: list[Decision] = field(default_factory=list)
     cleared: list[Decision] = field(default_factory=list)
+    # What a throttle replaced, by workspace: kept by its budget to restore at the reset.
+    replaced: dict[WorkspaceId, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,7 +243,10 @@ class Actuator:
             return
         if not await self._begin(cycle, decision, key, dry_run=False, events=[]):
             return  # already done or in flight under this key
-        error = await self._execute(cycle, decision, breaker)
+        error, result = await self._execute(cycle, decision, breaker)
+        if result is not None:
+            outcome.replaced[decision.workspace] = result
+            data = data | {"replaced": result}
         await self._finish(cycle, decision, key, data, error, outcome)
 
     async def _begin(
@@ -258,34 +269,38 @@ class Actuator:
 
     async def _execute(
         self, cycle: Cycle, decision: Decision, breaker: CircuitBreaker
-    ) -> str | None:
-        """Carry out the action; None on success, else why it did not happen."""
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """Carry out the action: (None, what it returns) on success, else (why not, None)."""
         try:
             target = await self._recheck(cycle, decision)
             if isinstance(target, str):
-                return target
-            await with_retries(
+                return target, None
+            result = await with_retries(
                 lambda: _perform(cycle.provider, decision, target),
-                backoff=self._backoff,
+                # A throttle repeated after a lost answer would remember its own limits
+                # as the ones to restore: it is tried once, and again next cycle.
+                backoff=ONE_ATTEMPT if decision.verb is Verb.THROTTLE else self._backoff,
                 sleep=self._sleep,
             )
         except ProviderUnavailable as e:
             if breaker.record_failure(cycle.now):
                 log.warning("provider.circuit_opened", provider=cycle.provider.name)
-            return str(e)
+            return str(e), None
         except Unauthorized as e:
             if e.status == 403:  # a scope or plan the platform says is missing
                 self.degraded[_degradation(cycle, decision)] = e.missing or "a permission"
-            return str(e)
+            return str(e), None
         except ProviderError as e:
-            return str(e)
+            return str(e), None
         breaker.record_success()
-        return None
+        return None, result
 
     async def _recheck(self, cycle: Cycle, decision: Decision) -> Workspace | str:
         """Read the workspace again; the decision must still stand on the fresh facts."""
         fresh = await cycle.provider.refresh(decision.workspace.native, now=cycle.now)
-        policy = next(p for p in cycle.rules.policies if p.name == decision.policy)
+        policy = next((p for p in cycle.rules.policies if p.name == decision.policy), None)
+        if policy is None:  # a budget's action: its spend was judged this cycle
+            return budget_recheck(decision, fresh)
         mem = cycle.memory.get(decision.workspace, EMPTY_MEMORY)
         again = decide_policy(cycle.rules, policy, fresh, mem, now=cycle.now, since=cycle.since)
         if again is None or again.kind is not DecisionKind.ACT or again.verb is not decision.verb:
@@ -401,10 +416,14 @@ def allowed_actions(rules: Rules, running: int) -> int:
 
 
 def idempotency_key(decision: Decision, mem: Memory, ws: Workspace | None, *, dry_run: bool) -> str:
-    """One action per workspace, policy, verb and episode: a running period, a stop."""
+    """One action per workspace, policy, verb and episode: a running period, a stop, a config."""
     assert decision.verb is not None
-    if decision.verb is Verb.RESUME:
+    if "episode" in decision.facts:  # a budget's throttle or undo: once per window
+        episode = str(decision.facts["episode"])
+    elif decision.verb is Verb.RESUME:
         episode = mem.stopped_at.isoformat() if mem.stopped_at else "unknown"
+    elif decision.verb is Verb.CONFIGURE:
+        episode = configure_episode(decision)
     else:
         started = mem.running_since or (ws.started_at if ws else None)
         episode = started.isoformat() if started else "unknown"
@@ -414,7 +433,42 @@ def idempotency_key(decision: Decision, mem: Memory, ws: Workspace | None, *, dr
     return f"{prefix}{decision.workspace}|{decision.policy}|{decision.verb}|{episode}"
 
 
-async def _perform(provider: Provider, decision: Decision, ws: Workspace) -> None:
+def configure_episode(decision: Decision) -> str:
+    """The settings wanted and the config they replace, each as a short hash.
+
+    A policy edit changes the first, so it is applied again; a change made on the
+    platform since changes the second, so it is put right again. A platform that
+    accepts the patch and keeps its old config (open-source Mage ignores it) gives the
+    same key next cycle: patched once, not every cycle. The price: a config put back
+    on the platform to exactly one Warden already replaced looks the same, and is not
+    written again until the policy (or the config) changes.
+    """
+    wanted = short_hash(decision.facts.get("wanted"))
+    replaced = short_hash([decision.facts.get("current"), decision.facts.get("lifecycle_config")])
+    return f"lifecycle:{wanted}:{replaced}"
+
+
+def lifecycle_to_write(provider: str, decision: Decision, fresh: Workspace) -> dict[str, Any]:
+    """The policy's fields merged into the *fresh* read's config, not the cycle's older one:
+    the platform replaces the whole config, so a hook added since the poll must be kept."""
+    current = current_lifecycle(fresh)
+    if current is None:  # the recheck needs it known; never send a config built on nothing
+        raise ProviderError(provider, f"configure {fresh.ref}: the lifecycle config is unknown")
+    return merge_lifecycle(current, decision.facts["wanted"])
+
+
+def budget_recheck(decision: Decision, fresh: Workspace) -> Workspace | str:
+    """A budget's stop needs the workspace running, its resume stopped; never mid-build."""
+    if fresh.transitioning:
+        return f"skipped: an operation is in flight ({fresh.state})"
+    wanted = {Verb.STOP: State.RUNNING, Verb.RESUME: State.STOPPED}.get(decision.verb)  # type: ignore[arg-type]
+    if wanted is not None and fresh.state is not wanted:
+        return f"skipped: a fresh read no longer justifies it ({fresh.state})"
+    return fresh
+
+
+async def _perform(provider: Provider, decision: Decision, ws: Workspace) -> dict[str, Any] | None:
+    """The platform call; what it returns to keep (a throttle's replaced limits), if any."""
     if decision.verb is Verb.STOP:
         await provider.stop(ws)
     elif decision.verb is Verb.RESUME:
@@ -422,8 +476,25 @@ async def _perform(provider: Provider, decision: Decision, ws: Workspace) -> Non
     elif decision.verb is Verb.EXTEND:
         assert decision.extend_to is not None
         await provider.extend(ws, decision.extend_to)
+    elif decision.verb is Verb.THROTTLE and isinstance(provider, LimitsCapable):
+        limits = decision.facts["throttle"]
+        replaced = await provider.throttle(
+            max_concurrent_runs=_maybe(int, limits.get("max_concurrent_runs")),
+            daily_budget_usd=_maybe(Decimal, limits.get("daily_budget_usd")),
+            user_daily_budget_usd=_maybe(Decimal, limits.get("user_daily_budget_usd")),
+        )
+        return replaced.to_json()
+    elif decision.verb is Verb.RESTORE and isinstance(provider, LimitsCapable):
+        await provider.restore(Replaced.from_json(decision.facts["replaced"]))
+    elif decision.verb is Verb.CONFIGURE and isinstance(provider, LifecycleCapable):
+        await provider.patch_lifecycle(ws, lifecycle_to_write(provider.name, decision, ws))
     else:
-        raise ValueError(f"no platform action for {decision.verb}")
+        raise ValueError(f"no platform action for {decision.verb} on {provider.name}")
+    return None
+
+
+def _maybe(kind: Callable[[str], T], value: str | None) -> T | None:
+    return None if value is None else kind(value)
 
 
 class LinkMaker(Protocol):

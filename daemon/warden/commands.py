@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
 
+from warden.budget.keeper import BudgetKeeper
+from warden.clock import utc_now
 from warden.daemon import Daemon, load_policy_set
 from warden.errors import ProviderError
 from warden.model import WorkspaceId
@@ -101,9 +105,9 @@ async def explain(settings: Settings, reference: str, as_json: bool) -> int:
 
 
 async def explanation(
-    store: Store, ws_id: WorkspaceId, policies: PolicySet | None
+    store: Store, ws_id: WorkspaceId, policies: PolicySet | None, *, now: datetime | None = None
 ) -> dict[str, Any] | None:
-    """The facts behind a workspace's decisions, as one JSON-ready document."""
+    """The facts behind a workspace's decisions, and its budgets, as one JSON-ready document."""
     row = await store.workspace_row(ws_id)
     if row is None:
         return None
@@ -118,6 +122,9 @@ async def explanation(
     snapshot = _snapshot(row)
     if policies is not None and snapshot is not None:
         report["policies"] = [p.name for p in policies.policies if covers(p, snapshot)]
+        report["budgets"] = await BudgetKeeper(store).explain(
+            snapshot, policies.budgets, now=now or utc_now()
+        )
     return report
 
 
@@ -133,6 +140,8 @@ def print_explanation(report: dict[str, Any]) -> None:
         print(f"  {key}: {value}")
     if "policies" in report:
         print(f"policies covering it: {', '.join(report['policies']) or 'none'}")
+    for budget in report.get("budgets", []):
+        print(budget_line(budget))
     print("memory:")
     for key, value in report["memory"].items():
         print(f"  {key}: {value}")
@@ -141,6 +150,19 @@ def print_explanation(report: dict[str, Any]) -> None:
         print(
             f"  {decision['time']} {decision['policy']}: {decision['kind']} {decision.get('verb') or ''} {decision['reason']}"
         )
+
+
+def budget_line(budget: dict[str, Any]) -> str:
+    """One budget of `warden explain`: where its scope stands and what has fired."""
+    fired = [t["at"] for t in budget["thresholds"] if t["fired"]]
+    cent = Decimal("0.01")
+    return (
+        f"budget {budget['budget']} ({budget['per']} {budget['scope']}): "
+        f"${Decimal(budget['spent']).quantize(cent)} of ${Decimal(budget['limit']).quantize(cent)}"
+        f" ({budget['percent']}) until {budget['window_end']}, this workspace "
+        f"${Decimal(budget['workspace_spent']).quantize(cent)}, projected "
+        f"${budget['projected']}; fired: {', '.join(fired) or 'none'}"
+    )
 
 
 def _plain(value: Any) -> dict[str, Any]:

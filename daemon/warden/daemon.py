@@ -11,7 +11,7 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -27,7 +27,9 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
-from warden.actuator import Actuator, Cycle, CycleOutcome
+from warden.actuator import Actuator, Cycle, CycleOutcome, allowed_actions
+from warden.budget.enforce import combine, enforcement, undo
+from warden.budget.keeper import BudgetKeeper, Review, Settled, ledger_zones
 from warden.clock import Clock, monotonic, utc_now
 from warden.errors import ProviderError
 from warden.events import catalogue as ev
@@ -36,7 +38,16 @@ from warden.events.envelope import source_for
 from warden.events.snooze import SnoozeLinks, WarningLinks, snooze_routes
 from warden.logging import REDACTOR
 from warden.metrics import Metrics
-from warden.model import EMPTY_MEMORY, Decision, Event, Memory, WorkspaceId
+from warden.model import (
+    EMPTY_MEMORY,
+    Decision,
+    Event,
+    Memory,
+    State,
+    Verb,
+    Workspace,
+    WorkspaceId,
+)
 from warden.policy.decide import Rules, decide, next_due, sample_window
 from warden.policy.loader import (
     PolicyError,
@@ -47,7 +58,7 @@ from warden.policy.loader import (
 )
 from warden.policy.schedule import next_edge
 from warden.policy.selector import server_filter
-from warden.providers.base import Observation, Provider
+from warden.providers.base import ListFilter, Observation, Provider
 from warden.providers.registry import build_provider, capability_names
 from warden.retry import Sleep
 from warden.sdnotify import Notifier
@@ -123,6 +134,7 @@ class CycleResult:
     outcome: CycleOutcome = field(default_factory=CycleOutcome)
     error: str | None = None
     next_due: datetime | None = None  # when a decision changes without new facts
+    review: Review | None = None  # where the budgets stood, and what fired this cycle
 
 
 class Daemon:
@@ -157,6 +169,7 @@ class Daemon:
         self._http: aiohttp.ClientSession | None = None
         self.store: Store | None = None
         self.actuator: Actuator | None = None
+        self.budgets: BudgetKeeper | None = None
         self.dispatcher: Dispatcher | None = None
         self.snooze_links: SnoozeLinks | None = None
         self.dry_run = settings.dry_run
@@ -175,7 +188,7 @@ class Daemon:
         self.dispatcher = Dispatcher(
             self.store,
             sinks=self.policies.sinks,
-            policies=self.policies.policies,
+            policies=[*self.policies.policies, *self.policies.budgets],
             http=self._http,
             clock=self._clock,
             source=source_for(os.uname().nodename),  # stable across restarts, unlike the pid
@@ -190,6 +203,7 @@ class Daemon:
             else None
         )
         self.actuator = Actuator(store=self.store, sleep=self._sleep, links=links)
+        self.budgets = BudgetKeeper(self.store)
         self._build_providers()
         self._mtimes = snapshot_mtimes(self.settings.policy_path)
         return self
@@ -255,7 +269,13 @@ class Daemon:
         window = sample_window(self.rules)
         memory = await store.load_memory(name, samples_since=now - window if window else None)
         phases.mark("remember")
+        review = await self._budget_keeper().review(self.policies.budgets, now=now)
+        for standing in review.standings:
+            self.metrics.budget_standing(
+                standing.budget.name, standing.scope, standing.spent, standing.limit
+            )
         decisions = decide(self.rules, observation.workspaces, memory, now=now, since=since)
+        decisions, settled = self._with_budgets(decisions, review, observation, memory, now)
         phases.mark("decide")
         cycle = Cycle(
             provider=provider,
@@ -271,6 +291,9 @@ class Daemon:
             self.metrics.decision(decision.policy, decision.kind)
         assert self.actuator is not None
         outcome = await self.actuator.apply(cycle, decisions)
+        await self._account_stops(name, outcome, cycle.snapshots, now)
+        budgets = {b.name: b for b in self.policies.budgets}
+        await self._budget_keeper().remember(outcome, settled, budgets, now=now)
         self._count_actions(outcome, memory, now)
         await store.mark_cycle(name, now, success=True)
         phases.mark("act")
@@ -287,7 +310,47 @@ class Daemon:
             acted=len(outcome.done),
             seconds=phases.seconds,
         )
-        return CycleResult(name, observation, decisions, outcome, next_due=upcoming)
+        return CycleResult(name, observation, decisions, outcome, next_due=upcoming, review=review)
+
+    async def _account_stops(
+        self,
+        name: str,
+        outcome: CycleOutcome,
+        snapshots: Mapping[WorkspaceId, Workspace],
+        now: datetime,
+    ) -> None:
+        """A workspace Warden stopped costs nothing from now: its spend ends at the stop,
+        not at the next poll that sees it stopped (a poll interval's worth less error)."""
+        stopped = [
+            replace(snapshots[d.workspace], state=State.STOPPED, observed_at=now)
+            for d in outcome.done
+            if d.verb is Verb.STOP and d.workspace in snapshots
+        ]
+        if stopped:
+            await self._account(name, Observation(name, now, stopped), now)
+
+    def _with_budgets(
+        self,
+        decisions: list[Decision],
+        review: Review,
+        observation: Observation,
+        memory: Mapping[WorkspaceId, Memory],
+        now: datetime,
+    ) -> tuple[list[Decision], list[Settled]]:
+        """The policies' decisions with what the budgets do to this provider's workspaces."""
+        if not self.policies.budgets:
+            return decisions, []
+        enforced = enforcement(review.standings, observation.workspaces, now=now)
+        snapshots = {ws.id: ws for ws in observation.workspaces}
+        undone = undo(review.ended, snapshots, memory, self.rules, now=now)
+        running = sum(1 for ws in observation.workspaces if ws.state == "running")
+        allowance = allowed_actions(self.rules, running)
+        merged = combine(decisions, enforced, undone.decisions, allowance=allowance)
+        return merged, undone.settled
+
+    def _budget_keeper(self) -> BudgetKeeper:
+        assert self.budgets is not None, "the daemon is not open"
+        return self.budgets
 
     async def _account(self, name: str, observation: Observation, now: datetime) -> None:
         """Add what each observed workspace cost since its last observation to the ledger."""
@@ -300,6 +363,7 @@ class Daemon:
             pricing,
             now=now,
             max_gap=SPEND_GAP_LIMIT,
+            zones=ledger_zones(self.policies.budgets),
         )
         await store.account_spend(name, accruals, events)
 
@@ -327,7 +391,7 @@ class Daemon:
         started = monotonic()
         try:
             observation = await provider.observe(
-                now=now, filter=server_filter(self.rules.policies, provider.name)
+                now=now, filter=self._listing_filter(provider.name)
             )
         except ProviderError as e:
             self.metrics.poll_finished(provider.name, seconds=monotonic() - started, ok=False)
@@ -368,6 +432,12 @@ class Daemon:
         status.last_success_at = now
         status.workspaces, status.skipped = len(observation.workspaces), len(observation.skipped)
         return observation
+
+    def _listing_filter(self, name: str) -> ListFilter | None:
+        """Narrow the listing to what the policies can match, unless its spend counts."""
+        if name in self.policies.pricing:
+            return None  # every running workspace costs money, matched by a policy or not
+        return server_filter(self.rules.policies, name)
 
     def _store(self) -> Store:
         assert self.store is not None, "the daemon is not open"
@@ -500,7 +570,7 @@ class Daemon:
         if self.actuator is not None:
             self.actuator.degraded.clear()  # a new plan or token may have come with the edit
         if self.dispatcher is not None:
-            self.dispatcher.configure(policies.sinks, policies.policies)
+            self.dispatcher.configure(policies.sinks, [*policies.policies, *policies.budgets])
         for provider in self.providers.values():
             await provider.aclose()
         self._build_providers()

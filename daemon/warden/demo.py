@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 from aiohttp import web
 
+from warden.budget.keeper import Review
 from warden.clock import utc_now
 from warden.daemon import CycleResult, Daemon, load_policy_set
 from warden.logging import REDACTOR, configure_logging
@@ -73,8 +74,23 @@ class DemoPrinter:
                 f"SKIPPED   {result.provider}/{s.native_id}: {s.reason}"
                 for s in result.observation.skipped
             ]
+        lines += budget_lines(result.review)
         for line in lines:
             print(f"{utc_now():%H:%M:%S} {line}", flush=True)
+
+
+def budget_lines(review: Review | None) -> list[str]:
+    """A line for each budget threshold that fired in a cycle."""
+    lines = []
+    for standing in review.standings if review else []:
+        for index in standing.fired:
+            threshold = standing.budget.thresholds[index]
+            what = "forecast to reach" if threshold.forecast else "reached"
+            lines.append(
+                f"BUDGET    {standing.budget.name} ({standing.scope}): ${standing.spent:.4f} of "
+                f"${standing.limit} {what} {threshold.at}% -> {threshold.do}"
+            )
+    return lines
 
 
 @dataclass
@@ -136,6 +152,7 @@ async def run_demo(seconds: float) -> int:
         policies = load_policy_set(settings, env)
         print("Warden demo: simulated Coder, Strongly.ai, Mage Pro, Mage Cloud and agent-run")
         print(f"policies: {', '.join(p.name for p in policies.policies)} (from {DEMO_POLICIES})")
+        print(f"budgets: {', '.join(b.name for b in policies.budgets)}")
         print(f"state: {state}. Ctrl-C to stop.\n")
         async with Daemon(settings, policies=policies, env=env, on_cycle=DemoPrinter()) as daemon:
             stop = anyio.Event()

@@ -124,8 +124,8 @@ class Metrics:
         )
         self._spend = Gauge(
             "warden_spend_usd",
-            "Money accrued in the current budget window, per budget scope (owner, team, all).",
-            ["scope"],
+            "Money spent in the current window of a budget, per scope value (owner, all, ...).",
+            ["policy", "scope"],
             registry=r,
         )
         self._budget_used = Gauge(
@@ -235,13 +235,12 @@ class Metrics:
     def dead_lettered(self, sink: str) -> None:
         self._dead_letters.labels(sink=sink).inc()
 
-    # ------------------------------------------------------------ spend (declared; spend.py fills)
+    # ------------------------------------------------------------ budgets
 
-    def spend(self, scope: str, usd: Decimal) -> None:
-        self._spend.labels(scope=scope).set(float(usd))
-
-    def budget_used(self, policy: str, scope: str, ratio: Decimal) -> None:
-        self._budget_used.labels(policy=policy, scope=scope).set(float(ratio))
+    def budget_standing(self, policy: str, scope: str, spent: Decimal, limit: Decimal) -> None:
+        """Where one budget's scope value stands in its current window."""
+        self._spend.labels(policy=policy, scope=scope).set(float(spent))
+        self._budget_used.labels(policy=policy, scope=scope).set(float(spent / limit))
 
     # ------------------------------------------------------------ the daemon itself
 

@@ -92,6 +92,9 @@ class Verb(StrEnum):
     RESUME = "resume"
     EXTEND = "extend"
     NOTIFY = "notify"
+    THROTTLE = "throttle"  # lower the agent-run platform's limits (a budget's action)
+    RESTORE = "restore"  # put a throttle's limits back (a budget's reset)
+    CONFIGURE = "configure"  # write the platform's own settings (Mage's lifecycle config)
 
 
 class DecisionKind(StrEnum):

@@ -21,6 +21,15 @@ MAX_SEQ: Final = 2**53 - 1  # the largest integer every JSON reader keeps exact
 # A snooze: one number and a unit, up to 999 hours or 30 days. Searched (not
 # full-matched) like JSON Schema does; the server strips what `$` lets through.
 SNOOZE_PATTERN: Final = r"^(?:[1-9][0-9]{0,2}[smh]|(?:[1-9]|[12][0-9]|30)d)$"
+# Spend records (POST /v1/spend and the spend feeds). An id is printable ASCII without
+# spaces; a workspace or owner any text without control characters; an amount a
+# decimal string or a JSON number, under a billion dollars.
+MAX_SPEND_RECORDS: Final = 1000  # per request; a feed's answer may hold more
+MAX_SPEND_BODY: Final = 1024 * 1024  # bytes, for POST /v1/spend only
+RECORD_ID_PATTERN: Final = r"^[!-~]{1,200}$"
+RECORD_TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,200}$"
+AMOUNT_PATTERN: Final = r"^[0-9]{1,9}(\.[0-9]+)?$"
+AMOUNT_LIMIT: Final = 10**9  # exclusive
 
 _JSON = "application/json"
 _BEARER: Final[list[dict[str, list[str]]]] = [{"bearerAuth": []}]
@@ -206,6 +215,11 @@ def _schemas() -> dict[str, Any]:
                 "memory": {"type": "object", "nullable": True},
                 "decisions": {"type": "array", "items": {"type": "object"}},
                 "policies": {"type": "array", "items": {"type": "string"}},
+                "budgets": {
+                    "type": "array",
+                    "description": "each budget it counts toward: spend, limit, window, thresholds",
+                    "items": {"type": "object"},
+                },
             },
         },
         "Event": {

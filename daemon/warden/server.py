@@ -515,7 +515,7 @@ class AdminApi:
 
     async def explain(self, request: web.Request) -> web.Response:
         ws = _workspace_id(request)
-        report = await _explanation(self._store(), ws, self._backend.policies)
+        report = await _explanation(self._store(), ws, self._backend.policies, self._clock())
         if report is None:
             raise ApiError(404, "not_found", f"Warden has not seen the workspace {ws}")
         return web.json_response(jsonable(report))
@@ -610,11 +610,11 @@ def _workspace_id(request: web.Request) -> WorkspaceId:
     return WorkspaceId(request.match_info["provider"], request.match_info["id"])
 
 
-async def _explanation(store: Store, ws: WorkspaceId, policies: PolicySet) -> Any:
+async def _explanation(store: Store, ws: WorkspaceId, policies: PolicySet, now: datetime) -> Any:
     # Imported here: commands.py imports the daemon, which starts this server.
     from warden.commands import explanation
 
-    return await explanation(store, ws, policies)
+    return await explanation(store, ws, policies, now=now)
 
 
 async def find_workspaces(

@@ -19,6 +19,8 @@ WORKSPACE_WARNING_CLEARED: Final = "warden.workspace.warning_cleared"
 WORKSPACE_STOPPED: Final = "warden.workspace.stopped"
 WORKSPACE_RESUMED: Final = "warden.workspace.resumed"
 WORKSPACE_EXTENDED: Final = "warden.workspace.extended"
+# a lifecycle policy wrote the platform's settings (Mage's lifecycle config)
+WORKSPACE_CONFIGURED: Final = "warden.workspace.configured"
 WORKSPACE_NOTIFIED: Final = "warden.workspace.notified"
 WORKSPACE_SKIPPED: Final = "warden.workspace.skipped"
 WORKSPACE_SNOOZED: Final = "warden.workspace.snoozed"
@@ -33,6 +35,12 @@ POLICY_LOADED: Final = "warden.policy.loaded"
 # a permission or plan the policy needs is missing
 POLICY_DEGRADED: Final = "warden.policy.degraded"
 SPEND_INCOMPLETE: Final = "warden.spend.incomplete"  # a running workspace has no price
+# a spend feed could not be read or answered nonsense; none of that answer was kept
+SPEND_FEED_FAILED: Final = "warden.spend.feed_failed"
+WORKSPACE_THROTTLED: Final = "warden.workspace.throttled"
+WORKSPACE_RESTORED: Final = "warden.workspace.restored"
+BUDGET_THRESHOLD_CROSSED: Final = "warden.budget.threshold_crossed"
+BUDGET_WINDOW_RESET: Final = "warden.budget.window_reset"  # what a budget did is undone
 SINK_DISABLED: Final = "warden.sink.disabled"  # a receiver answered 410 Gone
 EVENT_DEAD_LETTERED: Final = "warden.event.dead_lettered"  # a sink gave up on an event
 
@@ -42,6 +50,7 @@ SEVERITY: Mapping[str, str] = {
     WORKSPACE_STOPPED: "warning",
     WORKSPACE_RESUMED: "info",
     WORKSPACE_EXTENDED: "info",
+    WORKSPACE_CONFIGURED: "info",
     WORKSPACE_NOTIFIED: "warning",
     WORKSPACE_SKIPPED: "info",
     WORKSPACE_SNOOZED: "info",
@@ -55,6 +64,11 @@ SEVERITY: Mapping[str, str] = {
     POLICY_LOADED: "info",
     POLICY_DEGRADED: "critical",
     SPEND_INCOMPLETE: "warning",
+    SPEND_FEED_FAILED: "warning",
+    WORKSPACE_THROTTLED: "warning",
+    WORKSPACE_RESTORED: "info",
+    BUDGET_THRESHOLD_CROSSED: "warning",  # critical when the threshold acts or is 100%+
+    BUDGET_WINDOW_RESET: "info",
     SINK_DISABLED: "critical",
     EVENT_DEAD_LETTERED: "warning",
 }
@@ -63,12 +77,22 @@ DONE_BY_VERB: Mapping[Verb, str] = {
     Verb.STOP: WORKSPACE_STOPPED,
     Verb.RESUME: WORKSPACE_RESUMED,
     Verb.EXTEND: WORKSPACE_EXTENDED,
+    Verb.CONFIGURE: WORKSPACE_CONFIGURED,
     Verb.NOTIFY: WORKSPACE_NOTIFIED,
+    Verb.THROTTLE: WORKSPACE_THROTTLED,
+    Verb.RESTORE: WORKSPACE_RESTORED,
 }
 
 
-def new_event(type_: str, subject: str, *, now: datetime, data: Mapping[str, Any]) -> Event:
-    """An event of a catalogued type with a fresh id."""
+def new_event(
+    type_: str,
+    subject: str,
+    *,
+    now: datetime,
+    data: Mapping[str, Any],
+    severity: str | None = None,
+) -> Event:
+    """An event of a catalogued type with a fresh id (and its type's severity, unless given)."""
     if type_ not in SEVERITY:
         raise ValueError(f"event type {type_!r} is not in the catalogue")
     return Event(
@@ -77,7 +101,7 @@ def new_event(type_: str, subject: str, *, now: datetime, data: Mapping[str, Any
         subject=subject,
         time=now,
         data=REDACTOR.mask(dict(data)),  # the last line of defence: no secret leaves in an event
-        severity=SEVERITY[type_],
+        severity=severity or SEVERITY[type_],
     )
 
 

@@ -39,7 +39,7 @@ from warden.events.envelope import cloud_event, source_for
 from warden.events.routing import GROUPING_SINKS, Batch, Routes, plan_batches
 from warden.events.sinks import DELIVERED, Attempt, log_events, outbound, send
 from warden.model import Event
-from warden.policy.models import Policy, SinkConfig
+from warden.policy.models import BudgetPolicy, Policy, SinkConfig
 from warden.retry import Sleep
 from warden.store import Store
 from warden.store import deliveries as db
@@ -103,7 +103,7 @@ class Dispatcher:
         store: Store,
         *,
         sinks: Mapping[str, SinkConfig],
-        policies: Iterable[Policy],
+        policies: Iterable[Policy | BudgetPolicy],
         http: aiohttp.ClientSession,
         clock: Clock = utc_now,
         sleep: Sleep = anyio.sleep,
@@ -128,7 +128,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------ control
 
-    def configure(self, sinks: Mapping[str, SinkConfig], policies: Iterable[Policy]) -> None:
+    def configure(
+        self, sinks: Mapping[str, SinkConfig], policies: Iterable[Policy | BudgetPolicy]
+    ) -> None:
         """Use these sinks and policies from now on (their secrets were checked at load)."""
         self._routes = Routes.of(sinks, policies)
         if self._changed is not None:

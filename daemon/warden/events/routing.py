@@ -1,7 +1,8 @@
 """Which sinks get which event, and how a storm becomes one message per group.
 
 Routing: an event whose `data.policy` names a known policy goes to that policy's
-`notify` sinks; an event without one (provider, policy-file and delivery events)
+`notify` sinks (a budget's threshold event, with `data.threshold`, to that
+threshold's; a budget's actions to every sink its thresholds name); an event without one (provider, policy-file and delivery events)
 goes to every sink. Either way a sink's `min_severity` filters, and a `log` sink,
 the local audit trail, receives everything its `min_severity` admits. An event that
 ends an incident (`warden.provider.recovered` ends `warden.provider.unreachable`) is
@@ -25,7 +26,7 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from warden.events import catalogue as ev
 from warden.model import Event
-from warden.policy.models import Policy, SinkConfig
+from warden.policy.models import BudgetPolicy, Policy, SinkConfig
 
 SEVERITY_RANK: Final[Mapping[str, int]] = {"info": 0, "warning": 1, "critical": 2}
 
@@ -60,6 +61,15 @@ def policy_of(event: Event) -> str | None:
     return policy if isinstance(policy, str) and policy else None
 
 
+def route_key(event: Event) -> str | None:
+    """The policy (or budget threshold, "name#index") whose sinks `event` goes to."""
+    policy = policy_of(event)
+    threshold = event.data.get("threshold")
+    if policy is not None and isinstance(threshold, int) and not isinstance(threshold, bool):
+        return f"{policy}#{threshold}"
+    return policy
+
+
 @dataclass(frozen=True, slots=True)
 class Routes:
     """The sinks of the policy files and the sinks each policy notifies."""
@@ -68,8 +78,16 @@ class Routes:
     notify: Mapping[str, frozenset[str]]  # policy name → sink names
 
     @classmethod
-    def of(cls, sinks: Mapping[str, SinkConfig], policies: Iterable[Policy]) -> Routes:
-        return cls(dict(sinks), {p.name: frozenset(p.notify) for p in policies})
+    def of(
+        cls, sinks: Mapping[str, SinkConfig], policies: Iterable[Policy | BudgetPolicy]
+    ) -> Routes:
+        notify: dict[str, frozenset[str]] = {}
+        for p in policies:
+            notify[p.name] = frozenset(p.notify)
+            if isinstance(p, BudgetPolicy):
+                for i, threshold in enumerate(p.thresholds):
+                    notify[f"{p.name}#{i}"] = frozenset(threshold.notify)
+        return cls(dict(sinks), notify)
 
     def wants(self, sink_name: str, event: Event) -> bool:
         """True when `event` must be delivered to the sink called `sink_name`."""
@@ -80,7 +98,7 @@ class Routes:
             return False
         if sink.type == "log":
             return True
-        policy = policy_of(event)
+        policy = route_key(event)
         if policy is None or policy not in self.notify:
             # No policy, or one removed since: tell everyone rather than no one.
             return True

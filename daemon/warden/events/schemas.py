@@ -71,7 +71,9 @@ DECISION: Final[Schema] = _object(
         "facts": {"type": "object", "description": "the facts the decision stands on"},
     },
     {
-        "action": {"enum": ["stop", "resume", "extend", "notify"]},
+        "action": {
+            "enum": ["stop", "resume", "extend", "notify", "throttle", "restore", "configure"]
+        },
         "due_at": _TIME,
         "extend_to": _TIME,
         "idempotency_key": _NAME,
@@ -96,12 +98,47 @@ _HELD_BY_BLAST_RADIUS: Final[Schema] = _object(
     }
 )
 
+_MONEY: Final[Schema] = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "description": "USD"}
+_BUDGET: Final[Schema] = _object(
+    {
+        "policy": {**_NAME, "description": "the budget's name"},
+        "budget": _NAME,
+        "per": _NAME,
+        "scope": {**_TEXT, "description": "the scope value: an owner, a template, all, ..."},
+        "window_start": _TIME,
+        "window_end": _TIME,
+        "timezone": _NAME,
+        "spent": _MONEY,
+        "limit": _MONEY,
+        "currency": {"const": "USD"},
+    }
+)
+
 DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     ev.WORKSPACE_WARNED: _with(_ACTION, {"due_at": _TIME}, decision="warn"),
     ev.WORKSPACE_WARNING_CLEARED: _with(DECISION, decision="clear"),
     ev.WORKSPACE_STOPPED: _with(_DONE, action="stop"),
     ev.WORKSPACE_RESUMED: _with(_DONE, action="resume"),
     ev.WORKSPACE_EXTENDED: _with(_DONE, action="extend"),
+    ev.WORKSPACE_CONFIGURED: _with(
+        _DONE,
+        {
+            "facts": _object(
+                {
+                    "wanted": {"type": "object", "description": "the fields the policy sets"},
+                    "current": {
+                        "type": ["object", "null"],
+                        "description": "the termination policy the platform reported",
+                    },
+                    "lifecycle_config": {
+                        "type": "object",
+                        "description": "the whole config written, start hooks included",
+                    },
+                }
+            )
+        },
+        action="configure",
+    ),
     ev.WORKSPACE_NOTIFIED: _with(DECISION, action="notify"),
     ev.WORKSPACE_SKIPPED: DECISION,
     ev.WORKSPACE_SNOOZED: {
@@ -145,7 +182,39 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     ev.POLICY_LOADED: _object(
         {"policies": {"type": "array", "items": _NAME}, "fingerprint": _NAME},
     ),
+    ev.WORKSPACE_THROTTLED: _with(_DONE, {"replaced": {"type": "object"}}, action="throttle"),
+    ev.WORKSPACE_RESTORED: _with(_DONE, action="restore"),
+    ev.BUDGET_THRESHOLD_CROSSED: _with(
+        _BUDGET,
+        {
+            "threshold": {"type": "integer", "minimum": 0},
+            "at": {**_TEXT, "description": "the threshold's share of the limit, e.g. 80%"},
+            "percent": {**_TEXT, "description": "spent as a share of the limit"},
+            "forecast": {"type": "boolean"},
+            "projected": _MONEY,
+            "action": {"enum": ["notify", "stop", "throttle", "kill_switch"]},
+            "notify": {"type": "array", "items": _NAME},
+        },
+    ),
+    ev.BUDGET_WINDOW_RESET: _object(
+        {
+            "policy": _NAME,
+            "budget": _NAME,
+            "scope": _TEXT,
+            "window_start": _TIME,
+            "window_end": _TIME,
+            "fired": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "undo": {"type": "array", "items": _WORKSPACE},
+        }
+    ),
     ev.SPEND_INCOMPLETE: _object({"workspace": _WORKSPACE, "provider": _NAME, "reason": _TEXT}),
+    ev.SPEND_FEED_FAILED: _object(
+        {
+            "feed": {**_NAME, "description": "the spend_feeds entry"},
+            "provider": _NAME,
+            "error": _TEXT,
+        }
+    ),
     ev.POLICY_DEGRADED: _object(
         {
             "provider": _NAME,

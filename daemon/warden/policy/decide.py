@@ -5,7 +5,7 @@ answer is "do nothing" (a SKIP that says why), never a stop.
 
 Conflicts between policies on one workspace resolve by one rule, the most protective
 wins: an extension beats a stop; among stops, a schedule's stop wins (Warden will undo
-it at opening); warnings, clears and notifications all pass through.
+it at opening); warnings, clears, notifications and lifecycle writes all pass through.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from warden.model import (
     WorkspaceId,
 )
 from warden.policy.durations import format_duration
+from warden.policy.lifecycle import changes, current_lifecycle, merge_lifecycle, termination_of
 from warden.policy.models import GlobalSettings, Policy, Schedule
 from warden.policy.schedule import edges_between, is_open, next_edge
 from warden.policy.selector import covers
@@ -119,7 +120,9 @@ def decide_policy(
 ) -> Decision | None:
     """One policy's view of one workspace."""
     dry_run = policy.dry_run or rules.settings.dry_run
-    if policy.schedule is not None:
+    if policy.lifecycle is not None:
+        decision = decide_lifecycle(policy, ws, now=now, settings=rules.settings)
+    elif policy.schedule is not None:
         schedule = rules.schedules[policy.schedule]
         decision = decide_schedule(policy, schedule, ws, mem, now=now, since=since)
     else:
@@ -427,12 +430,55 @@ def _closing_soon(
     )
 
 
+# ---------------------------------------------------------------- lifecycle settings
+
+# Mage's lifecycle config can be written in these states; in any other the platform
+# cannot say what the workspace is, and Warden patches nothing on a guess.
+_CONFIGURABLE = frozenset({State.RUNNING, State.STOPPED})
+
+
+def decide_lifecycle(
+    policy: Policy, ws: Workspace, *, now: datetime, settings: GlobalSettings
+) -> Decision | None:
+    """Keep the platform's lifecycle settings as the policy writes them: act only on a difference.
+
+    The decision carries the whole merged config; an unreported config is unknown and
+    left alone, and a config already as written gives nothing (no patch every cycle).
+    """
+    assert policy.lifecycle is not None
+    current = current_lifecycle(ws)
+    if current is None or ws.transitioning or ws.state not in _CONFIGURABLE:
+        return None
+    wanted = policy.lifecycle.termination_policy()
+    merged = merge_lifecycle(current, wanted)
+    if merged == current:
+        return None
+    if now - ws.observed_at > settings.max_staleness:
+        return _skip(policy, ws, "facts are stale", True)
+    facts = {
+        "wanted": wanted,
+        "current": termination_of(current),
+        "lifecycle_config": merged,
+        "observed_at": ws.observed_at.isoformat(),
+        "state": str(ws.state),
+    }
+    reason = "lifecycle settings differ: " + ", ".join(changes(current, wanted))
+    return _decision(DecisionKind.ACT, policy, ws, verb=Verb.CONFIGURE, reason=reason, facts=facts)
+
+
 # ---------------------------------------------------------------- conflicts and helpers
 
 
 def resolve_conflicts(candidates: list[Decision], rules: Rules) -> list[Decision]:
-    """At most one state-changing action per workspace; the most protective one wins."""
-    changing = [d for d in candidates if d.kind is DecisionKind.ACT and d.verb is not Verb.NOTIFY]
+    """At most one state-changing action per workspace; the most protective one wins.
+
+    A notification or a lifecycle write changes no run state: it passes beside a stop.
+    """
+    changing = [
+        d
+        for d in candidates
+        if d.kind is DecisionKind.ACT and d.verb not in (Verb.NOTIFY, Verb.CONFIGURE)
+    ]
     if len(changing) <= 1:
         return candidates
     winner = min(changing, key=lambda d: _protection_rank(d, rules))

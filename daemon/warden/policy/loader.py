@@ -34,13 +34,16 @@ from warden.errors import WardenError
 from warden.model import Verb
 from warden.policy.models import (
     NAME_PATTERN,
+    BudgetPolicy,
     GlobalSettings,
     Policy,
     PolicyFile,
     Pricing,
     ProviderConfig,
     Schedule,
+    Selector,
     SinkConfig,
+    SpendFeed,
 )
 from warden.policy.schedule import parse_holidays, parse_window
 from warden.policy.selector import can_match_provider
@@ -82,6 +85,8 @@ class PolicySet:
     sinks: dict[str, SinkConfig]
     policies: list[Policy]
     pricing: dict[str, Pricing] = field(default_factory=dict)  # by provider name
+    budgets: list[BudgetPolicy] = field(default_factory=list)
+    spend_feeds: dict[str, SpendFeed] = field(default_factory=dict)
     # where each was defined, by "policies.NAME", "providers.NAME", "schedules.NAME",
     # "sinks.NAME" (and "settings"): (file, line, column), 1-based
     sources: dict[str, tuple[Path, int, int]] = field(default_factory=dict)
@@ -139,6 +144,7 @@ def policy_fingerprint(policies: PolicySet) -> str:
         "schedules": policies.schedules,
         "sinks": policies.sinks,
         "policies": policies.policies,
+        "spend_feeds": policies.spend_feeds,  # a new feed or token must reschedule its job
     }
     text = json.dumps(content, default=_canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -697,7 +703,13 @@ def _check_text(
 # ---------------------------------------------------------------- merging and references
 
 
-_KINDS = {"providers": "provider", "schedules": "schedule", "sinks": "sink", "pricing": "pricing"}
+_KINDS = {
+    "providers": "provider",
+    "schedules": "schedule",
+    "sinks": "sink",
+    "pricing": "pricing",
+    "spend_feeds": "spend feed",
+}
 
 
 @dataclass
@@ -708,6 +720,8 @@ class _Merged:
     )
     policies: list[Policy] = field(default_factory=list)
     placed: list[tuple[_File, int, Policy]] = field(default_factory=list)
+    budgets: list[BudgetPolicy] = field(default_factory=list)
+    placed_budgets: list[tuple[_File, int, BudgetPolicy]] = field(default_factory=list)
     sources: dict[str, tuple[Path, int, int]] = field(default_factory=dict)
     unchecked: dict[str, set[str]] = field(default_factory=lambda: {kind: set() for kind in _KINDS})
 
@@ -726,6 +740,11 @@ def _merge(
         problems.extend(_check_references(file, index, policy, merged))
         if capabilities is not None:
             problems.extend(_check_capabilities(file, index, policy, merged, capabilities))
+    for file, index, budget in merged.placed_budgets:
+        problems.extend(_check_budget(file, index, budget, merged, capabilities))
+    for file in files:
+        if file.model is not None:
+            problems.extend(_check_feeds(file, file.model, merged))
     policy_set = PolicySet(
         settings=merged.settings or GlobalSettings(),
         providers=merged.sections["providers"],
@@ -733,6 +752,8 @@ def _merge(
         sinks=merged.sections["sinks"],
         pricing=merged.sections["pricing"],
         policies=merged.policies,
+        budgets=merged.budgets,
+        spend_feeds=merged.sections["spend_feeds"],
         sources=merged.sources,
         files=tuple(file.path for file in files),
     )
@@ -776,18 +797,33 @@ def _merge_file(file: _File, model: PolicyFile, merged: _Merged) -> list[PolicyP
                 merged.sections[kind][name] = config
                 merged.sources[key] = _source(file, node)
     for index, policy in enumerate(model.policies):
-        key = f"policies.{policy.name}"
-        if key in merged.sources:
-            node = _locate(file.root, ("policies", index, "name")).node
-            first = _first(merged.sources[key])
-            problems.append(
-                _at(file, node, f"duplicate policy name '{policy.name}' (first defined at {first})")
-            )
-            continue
-        merged.sources[key] = _source(file, _locate(file.root, ("policies", index)).node)
-        merged.policies.append(policy)
-        merged.placed.append((file, index, policy))
+        if _placed_once(file, "policies", index, policy.name, merged, problems):
+            merged.policies.append(policy)
+            merged.placed.append((file, index, policy))
+    for index, budget in enumerate(model.budgets):
+        if _placed_once(file, "budgets", index, budget.name, merged, problems):
+            merged.budgets.append(budget)
+            merged.placed_budgets.append((file, index, budget))
     return problems
+
+
+def _placed_once(
+    file: _File, section: str, index: int, name: str, merged: _Merged, problems: list[PolicyProblem]
+) -> bool:
+    """Record where a policy or budget is defined; False (and a problem) for a taken name.
+
+    Policies and budgets share one namespace: decisions, actions and events name either.
+    """
+    key = f"policies.{name}"
+    if key in merged.sources:
+        node = _locate(file.root, (section, index, "name")).node
+        first = _first(merged.sources[key])
+        problems.append(
+            _at(file, node, f"duplicate policy name '{name}' (first defined at {first})")
+        )
+        return False
+    merged.sources[key] = _source(file, _locate(file.root, (section, index)).node)
+    return True
 
 
 def _source(file: _File, node: yaml.Node | None) -> tuple[Path, int, int]:
@@ -814,10 +850,29 @@ def _check_references(
     for selector_loc, selector in [((*base, "match"), policy.match)] + [
         ((*base, "exclude", i), ex) for i, ex in enumerate(policy.exclude)
     ]:
-        wanted.extend(
-            ("providers", (*selector_loc, "provider", i), name)
-            for i, name in enumerate(selector.provider or [])
-        )
+        wanted.extend(_selector_providers(selector_loc, selector))
+    yield from _unknown_names(file, wanted, merged)
+
+
+def _check_feeds(file: _File, model: PolicyFile, merged: _Merged) -> Iterator[PolicyProblem]:
+    """Each spend feed's provider must be defined (in any file): its records count there."""
+    wanted = [
+        ("providers", ("spend_feeds", name, "provider"), feed.provider)
+        for name, feed in model.spend_feeds.items()
+    ]
+    yield from _unknown_names(file, wanted, merged)
+
+
+def _selector_providers(loc: Loc, selector: Selector) -> list[tuple[str, Loc, str]]:
+    return [
+        ("providers", (*loc, "provider", i), name) for i, name in enumerate(selector.provider or [])
+    ]
+
+
+def _unknown_names(
+    file: _File, wanted: Sequence[tuple[str, Loc, str]], merged: _Merged
+) -> Iterator[PolicyProblem]:
+    """A problem for each (kind, where, name) that no file defines."""
     for kind, loc, name in wanted:
         defined = merged.sections[kind]
         if name in defined or name in merged.unchecked[kind]:
@@ -849,8 +904,105 @@ def _check_capabilities(
                 yield _at(file, node, f'provider "{name}" ({config.type}) cannot {capability}')
 
 
+# ---------------------------------------------------------------- budgets
+
+# What a budget's action needs of the providers it acts on: a stop is undone at the
+# reset, so it needs start as well.
+_BUDGET_NEEDS = {
+    "stop": ("stop", "start"),
+    "kill_switch": ("kill_switch",),
+    "throttle": ("set_limits",),
+}
+
+
+def _check_budget(
+    file: _File,
+    index: int,
+    budget: BudgetPolicy,
+    merged: _Merged,
+    capabilities: Mapping[str, frozenset[str]] | None,
+) -> Iterator[PolicyProblem]:
+    """Sinks, providers, threshold order, capabilities and prices of one budget."""
+    base: Loc = ("budgets", index)
+    wanted = _selector_providers((*base, "match"), budget.match)
+    for i, ex in enumerate(budget.exclude):
+        wanted.extend(_selector_providers((*base, "exclude", i), ex))
+    for t, threshold in enumerate(budget.thresholds):
+        where: Loc = (*base, "thresholds", t)
+        wanted.extend(("sinks", (*where, "notify", i), s) for i, s in enumerate(threshold.notify))
+        if threshold.target is not None:
+            wanted.extend(_selector_providers((*where, "target"), threshold.target))
+    yield from _unknown_names(file, wanted, merged)
+    yield from _thresholds_in_order(file, base, budget)
+    yield from _budget_prices(file, base, budget, merged)
+    if capabilities is not None:
+        yield from _budget_capabilities(file, base, budget, merged, capabilities)
+
+
+def _thresholds_in_order(file: _File, base: Loc, budget: BudgetPolicy) -> Iterator[PolicyProblem]:
+    for t in range(1, len(budget.thresholds)):
+        before, this = budget.thresholds[t - 1].at, budget.thresholds[t].at
+        if this < before:
+            loc = (*base, "thresholds", t, "at")
+            message = (
+                f"thresholds out of order: {this}% comes after {before}% "
+                "(list them from the lowest share up)"
+            )
+            yield _at(file, _locate(file.root, loc).node, _with_loc(loc, message))
+
+
+def _budget_prices(
+    file: _File, base: Loc, budget: BudgetPolicy, merged: _Merged
+) -> Iterator[PolicyProblem]:
+    """Each provider whose spend a budget counts needs a price or a spend feed."""
+    fed = {
+        getattr(feed, "provider", None) for feed in merged.sections.get("spend_feeds", {}).values()
+    }
+    for name in merged.sections["providers"]:
+        if not can_match_provider(budget, name):
+            continue
+        if name not in merged.sections["pricing"] and name not in fed:
+            loc = (*base, "budget")
+            message = (
+                f'budget counts provider "{name}", which has no pricing entry and no spend '
+                "feed: its spend would be missing"
+            )
+            yield _at(file, _locate(file.root, loc, key=True).node, _with_loc(loc, message))
+
+
+def _budget_capabilities(
+    file: _File,
+    base: Loc,
+    budget: BudgetPolicy,
+    merged: _Merged,
+    capabilities: Mapping[str, frozenset[str]],
+) -> Iterator[PolicyProblem]:
+    for t, threshold in enumerate(budget.thresholds):
+        needs = _BUDGET_NEEDS.get(threshold.do, ())
+        scope = budget if threshold.target is None else _Target(threshold.target)
+        for name, config in merged.sections["providers"].items():
+            able = capabilities.get(config.type)
+            if able is None or not can_match_provider(scope, name):
+                continue
+            for capability in needs:
+                if capability not in able:
+                    loc = (*base, "thresholds", t, "do")
+                    message = f'provider "{name}" ({config.type}) cannot {capability}'
+                    yield _at(file, _locate(file.root, loc).node, _with_loc(loc, message))
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A threshold's target as a scope: the selector, nothing excluded."""
+
+    match: Selector
+    exclude: tuple[Selector, ...] = ()
+
+
 def _needs(policy: Policy) -> list[tuple[str, str]]:
     """(capability, the key that asks for it) for what a policy may do to a workspace."""
+    if policy.lifecycle is not None:  # writes the platform's settings, nothing else
+        return [("set_lifecycle", "lifecycle")]
     if policy.schedule is not None:  # stop at closing, start again at opening
         return [("stop", "schedule"), ("start", "schedule")] if policy.do is Verb.STOP else []
     needs: list[tuple[str, str]] = []

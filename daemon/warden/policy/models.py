@@ -16,9 +16,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -48,6 +52,16 @@ def _as_selector_list(value: Any) -> Any:
     if value is None:
         return []
     return [value] if isinstance(value, dict) else value
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"expected an IANA time zone such as Europe/Berlin, got {value!r}"
+        ) from None
+    return value
 
 
 # ---------------------------------------------------------------- providers
@@ -119,16 +133,7 @@ class Schedule(Strict):
         default="15m", description="act on an edge missed while Warden was down, if this recent"
     )
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"expected an IANA time zone such as Europe/Berlin, got {value!r}"
-            ) from None
-        return value
+    _zone = field_validator("timezone")(_known_zone)
 
     @field_validator("open")
     @classmethod
@@ -256,6 +261,68 @@ class Snooze(Strict):
     max: int = Field(default=3, ge=0, le=100, description="0 disables snoozing")
 
 
+MIN_MAX_IDLE = timedelta(minutes=1)  # Mage checks idleness once a minute
+
+
+class Lifecycle(Strict):
+    """Mage's own idle termination, kept as written on each matching workspace.
+
+    Written to the workspace's `lifecycle_config.termination_policy` under the seed's
+    names; the rest of its lifecycle config (start hooks, fields not given here) stays.
+    """
+
+    auto_termination: bool | None = Field(
+        default=None,
+        description="Mage stops the workspace itself once idle for max_idle "
+        "(enable_auto_termination); true when only max_idle is given",
+    )
+    max_idle: Duration | None = Field(
+        default=None, description="idle this long, Mage stops it (max_idle_seconds); at least 1m"
+    )
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> Lifecycle:
+        if self.auto_termination is None and self.max_idle is None:
+            raise ValueError("expected max_idle, auto_termination or both")
+        if self.max_idle is None and self.auto_termination:
+            raise ValueError("auto_termination: true needs max_idle: Mage stops nothing without it")
+        if self.max_idle is not None and self.max_idle < MIN_MAX_IDLE:
+            raise ValueError("max_idle must be at least 1m: Mage checks idleness once a minute")
+        return self
+
+    def termination_policy(self) -> dict[str, Any]:
+        """The `termination_policy` fields this sets, named as Mage names them."""
+        fields: dict[str, Any] = {
+            "enable_auto_termination": True
+            if self.auto_termination is None
+            else self.auto_termination
+        }
+        if self.max_idle is not None:
+            fields["max_idle_seconds"] = int(self.max_idle.total_seconds())
+        return fields
+
+
+_POLICY_VERBS: TypeAdapter[str] = TypeAdapter(Literal["stop", "resume", "extend", "notify"])
+
+
+def _policy_verb(value: Any) -> Verb:
+    return Verb(_POLICY_VERBS.validate_python(value))
+
+
+# What a policy may do to a workspace; throttle and restore belong to budgets.
+# Written as a Literal so that errors list these four; read as the Verb it names.
+PolicyVerb = Annotated[
+    Verb,
+    BeforeValidator(_policy_verb),
+    WithJsonSchema({"enum": ["stop", "resume", "extend", "notify"]}),
+]
+
+
+POLICY_KINDS = ("when", "schedule", "lifecycle")
+# What acts on a workspace's run state: meaningless for a policy that writes settings.
+NOT_WITH_LIFECYCLE = frozenset({"warn_before", "snooze", "do", "extend"})
+
+
 class Policy(Strict):
     name: Name
     description: str | None = None
@@ -265,9 +332,12 @@ class Policy(Strict):
     )
     when: When | None = None
     schedule: str | None = Field(default=None, description="the name of a schedule")
+    lifecycle: Lifecycle | None = Field(
+        default=None, description="keep the platform's own idle termination as written (Mage)"
+    )
     warn_before: Duration | None = None
     snooze: Snooze = Snooze()
-    do: Verb = Verb.STOP
+    do: PolicyVerb = Verb.STOP
     extend: Extend | None = None
     notify: list[str] = Field(default_factory=list, description="sink names")
     dry_run: bool = False
@@ -279,8 +349,17 @@ class Policy(Strict):
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Policy:
-        if (self.when is None) == (self.schedule is None):
-            raise ValueError("expected exactly one of `when` or `schedule`")
+        given = [key for key in POLICY_KINDS if getattr(self, key) is not None]
+        if len(given) != 1:
+            found = ", ".join(f"`{key}`" for key in given) if given else "none"
+            raise ValueError(
+                f"expected exactly one of `when`, `schedule` or `lifecycle`; got {found}"
+            )
+        if self.lifecycle is not None and (extra := self.model_fields_set & NOT_WITH_LIFECYCLE):
+            raise ValueError(
+                "a lifecycle policy only writes the platform's settings; it takes no "
+                + ", ".join(f"`{key}`" for key in sorted(extra))
+            )
         if self.schedule is not None and self.do not in (Verb.STOP, Verb.NOTIFY):
             raise ValueError(
                 "a schedule policy stops at closing and resumes at opening: `do` must be stop or notify"
@@ -327,6 +406,152 @@ class Pricing(Strict):
     )
 
 
+# ---------------------------------------------------------------- budgets
+
+BUDGET_SCOPES = ("workspace", "owner", "project", "template", "provider", "all")
+LABEL_SCOPE = re.compile(r"^label:(?P<key>[A-Za-z0-9][A-Za-z0-9._/-]{0,62})$")
+
+
+class Budget(Strict):
+    """How much one scope may spend in one window of local time."""
+
+    per: str = Field(
+        description="the scope each limit applies to: workspace, owner, project, template, "
+        "provider, all, or label:KEY (one limit per value of that label)"
+    )
+    window: Literal["day", "week", "month"] = Field(
+        description="resets at local midnight; a week starts on Monday, a month on its 1st"
+    )
+    limit_usd: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
+    timezone: str = Field(default="UTC", description="an IANA time zone such as Europe/Berlin")
+
+    _zone = field_validator("timezone")(_known_zone)
+
+    @field_validator("per")
+    @classmethod
+    def _known_scope(cls, value: str) -> str:
+        if value in BUDGET_SCOPES or LABEL_SCOPE.fullmatch(value):
+            return value
+        raise ValueError(
+            f"unknown scope {value!r}: expected one of {', '.join(BUDGET_SCOPES)}, or label:KEY"
+        )
+
+
+class Throttle(Strict):
+    """The agent-run platform's limits to lower (each put back exactly at the reset)."""
+
+    max_concurrent_runs: int | None = Field(default=None, ge=1)
+    daily_budget_usd: Money | None = None
+    user_daily_budget_usd: Money | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Throttle:
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError(
+                "expected at least one of max_concurrent_runs, daily_budget_usd, "
+                "user_daily_budget_usd"
+            )
+        return self
+
+
+BUDGET_ACTIONS = ("notify", "stop", "throttle", "kill_switch")
+
+
+class Threshold(Strict):
+    """A share of the limit, and what happens the first time spend reaches it in a window."""
+
+    at: Percent = Field(description="a share of limit_usd, such as 80%")
+    forecast: bool = Field(
+        default=False,
+        description="fire when the burn rate projects reaching `at` before the window ends",
+    )
+    notify: list[str] = Field(default_factory=list, description="sink names")
+    do: Literal["notify", "stop", "throttle", "kill_switch"] = "notify"
+    throttle: Throttle | None = Field(default=None, description="with do: throttle")
+    target: Selector | None = Field(
+        default=None,
+        description="act on these workspaces instead of the scope's own: an org-wide budget "
+        "may turn on the kill switch of one agent-run platform",
+    )
+
+    _notify_list = field_validator("notify", mode="before")(_as_list)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Threshold:
+        if self.at <= 0:
+            raise ValueError("`at` must be more than 0%")
+        if self.forecast and self.do != "notify":
+            raise ValueError(
+                "a forecast threshold only notifies: acting on a projection would stop work "
+                "that may never cross"
+            )
+        if (self.do == "throttle") != (self.throttle is not None):
+            raise ValueError("`do: throttle` goes with `throttle: {max_concurrent_runs: ...}`")
+        if self.do == "notify" and self.target is not None:
+            raise ValueError("`target` names the workspaces an action applies to; notify has none")
+        return self
+
+
+class BudgetPolicy(Strict):
+    """A spend limit per scope and window, with thresholds that notify or act."""
+
+    name: Name
+    description: str | None = None
+    match: Selector = Selector()
+    exclude: list[Selector] = Field(
+        default_factory=list, description="spend of what matches any of these does not count"
+    )
+    budget: Budget
+    thresholds: list[Threshold] = Field(min_length=1)
+    dry_run: bool = False
+
+    _exclude_list = field_validator(
+        "exclude", mode="before", json_schema_input_type=Selector | list[Selector] | None
+    )(_as_selector_list)
+
+    @property
+    def notify(self) -> list[str]:
+        """Every sink any threshold names: where this budget's actions are told."""
+        return sorted({sink for t in self.thresholds for sink in t.notify})
+
+
+# ---------------------------------------------------------------- spend feeds
+
+MIN_FEED_INTERVAL = timedelta(seconds=30)
+
+
+class SpendFeed(Strict):
+    """Spend Warden cannot observe (the agent-run platform's runs), read from a URL.
+
+    The URL answers `{"records": [...]}`, the body `POST /v1/spend` takes; each record's
+    `id` counts once per provider, however often the feed repeats it.
+    """
+
+    url: AnyHttpUrl = Field(description='answers {"records": [...]} to GET')
+    provider: Name = Field(description="the provider instance the records belong to")
+    interval: Duration = Field(default="5m", description="how often to read the feed")  # type: ignore[assignment]
+    token: SecretStr | None = Field(
+        default=None, description="sent as Authorization: Bearer, e.g. ${RUNS_FEED_TOKEN}"
+    )
+    timeout: Duration = Field(default="10s", description="for the whole request")  # type: ignore[assignment]
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, value: timedelta) -> timedelta:
+        if value < MIN_FEED_INTERVAL:
+            raise ValueError("expected at least 30s: a feed is polled, not streamed")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _within_the_interval(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # `interval` is validated first (declared first); absent when it was wrong itself.
+        interval = info.data.get("interval")
+        if value < timedelta(seconds=1) or (interval is not None and value > interval):
+            raise ValueError("expected at least 1s and at most the feed's interval")
+        return value
+
+
 class PolicyFile(Strict):
     """One YAML file. A directory of files merges into one PolicySet."""
 
@@ -336,9 +561,13 @@ class PolicyFile(Strict):
     pricing: dict[Name, Pricing] = Field(
         default_factory=dict, description="by provider name: how its running time is priced"
     )
+    spend_feeds: dict[Name, SpendFeed] = Field(
+        default_factory=dict, description="spend read from URLs, for what Warden cannot price"
+    )
     schedules: dict[Name, Schedule] = Field(default_factory=dict)
     sinks: dict[Name, SinkConfig] = Field(default_factory=dict)
     policies: list[Policy] = Field(default_factory=list)
+    budgets: list[BudgetPolicy] = Field(default_factory=list)
 
 
 SCHEDULE_SPEC = re.compile(

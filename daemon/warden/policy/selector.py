@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 from warden.model import Workspace
 from warden.policy.models import Policy, Selector
 from warden.providers.base import ListFilter
+
+
+class Scoped(Protocol):
+    """A policy or a budget: what it matches, less what it excludes."""
+
+    @property
+    def match(self) -> Selector: ...
+    @property
+    def exclude(self) -> Sequence[Selector]: ...
 
 
 def matches(selector: Selector, ws: Workspace) -> bool:
@@ -33,12 +43,12 @@ def matches(selector: Selector, ws: Workspace) -> bool:
     )
 
 
-def covers(policy: Policy, ws: Workspace) -> bool:
+def covers(policy: Scoped, ws: Workspace) -> bool:
     """Whether `policy` applies to `ws`: its match selects it and no exclude does."""
     return matches(policy.match, ws) and not any(matches(ex, ws) for ex in policy.exclude)
 
 
-def can_match_provider(policy: Policy, provider: str) -> bool:
+def can_match_provider(policy: Scoped, provider: str) -> bool:
     """Whether `policy` may cover some workspace of `provider` (judged by names alone)."""
     if policy.match.provider is not None and provider not in policy.match.provider:
         return False

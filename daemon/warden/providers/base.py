@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from warden.model import Workspace
 
@@ -28,6 +28,7 @@ class Capability(StrEnum):
     UTILISATION = "utilisation"
     ACTIVITY = "activity"
     SPEND = "spend"
+    SET_LIFECYCLE = "set_lifecycle"  # write the platform's own idle termination (Mage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +88,12 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LifecycleCapable(Protocol):
+    """A provider declaring `Capability.SET_LIFECYCLE`: it writes a lifecycle config."""
+
+    async def patch_lifecycle(self, ws: Workspace, settings: Mapping[str, Any]) -> None:
+        """Replace `ws`'s whole lifecycle config with `settings`."""
+        ...

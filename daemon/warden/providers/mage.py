@@ -41,6 +41,10 @@ Activity mapping, where the platform is thin:
   skipped with the reason: fail safe, nothing is decided on a guess.
 - Mage has no owner, start time or deadline for a workspace: `owner` is "" and the
   others are None. It cannot extend a deadline.
+- `facts["lifecycle_config"]` is the workspace's whole lifecycle config (None when
+  Mage answers null; left out when Mage does not report it or reports it malformed,
+  which makes it unknown). A patch replaces the whole config, so a lifecycle policy
+  merges its change into this one and sends all of it, start hooks included.
 
 Authentication: an API key in `X-API-KEY` and, when configured, the inner session
 token in `OAUTH-TOKEN` (the header Mage's middleware reads; older servers ignore
@@ -50,6 +54,7 @@ Mage's public open-source client id, which is the same on every install.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,7 +84,9 @@ from warden.providers.http import (
     transport_error,
 )
 
-CAPABILITIES = frozenset({Capability.STOP, Capability.START, Capability.ACTIVITY})
+CAPABILITIES = frozenset(
+    {Capability.STOP, Capability.START, Capability.ACTIVITY, Capability.SET_LIFECYCLE}
+)
 KIND = "mage"
 WORKSPACES = "/api/workspaces"
 STATUS_PATH = "/api/statuses"
@@ -324,6 +331,10 @@ def _facts(
         "max_idle_seconds": termination.get("max_idle_seconds"),
         "activity": activity_note,
     }
+    if "lifecycle_config" in raw and (lifecycle is None or isinstance(lifecycle, dict)):
+        # Whole, because a patch replaces the whole config: Warden merges its change
+        # into this and sends it all, start hooks included. Absent (or malformed): unknown.
+        facts["lifecycle_config"] = copy.deepcopy(lifecycle)
     if isinstance(instance.get("task_arn"), str):
         facts["task_arn"] = instance["task_arn"]  # ECS stops need it back
     if activity is not None:
@@ -443,7 +454,9 @@ class MageAdapter:
         raise ProviderRejected(self.name, f"extend {ws.ref}: Mage workspaces cannot extend")
 
     async def patch_lifecycle(self, ws: Workspace, settings: Mapping[str, Any]) -> None:
-        """Replace the workspace's lifecycle config (termination policy, start hooks).
+        """Replace the workspace's whole lifecycle config (termination policy, start hooks).
+
+        `settings` must therefore be the complete config: what it leaves out is lost.
 
         Only `lifecycle_config` is sent: the seed lists `container_config` and
         `update_workspace_settings` for `patch` too, but sending them rewrites the pod

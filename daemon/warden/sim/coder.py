@@ -381,6 +381,26 @@ class CoderSim(Recorder[RecordedRequest], FaultPlan[str]):
 
     # ------------------------------------------------------------ reading and steering
 
+    def running_intervals(
+        self, workspace_id: str, until: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """When the workspace was running, by its builds: from a start build's completion
+        to the next stop build's (or `until`); the exact figure spend is checked against."""
+        self._advance(until)
+        intervals, since = [], None
+        for build in self._workspaces[workspace_id].builds:
+            done = build.completed_at
+            if done is None or build.job_status != "succeeded" or done > until:
+                continue
+            if build.transition == "start" and since is None:
+                since = done
+            elif build.transition != "start" and since is not None:
+                intervals.append((since, done))
+                since = None
+        if since is not None:
+            intervals.append((since, until))
+        return intervals
+
     def workspace(self, workspace_id: str) -> dict[str, Any]:
         """The workspace as the API would answer it now (with any corruption applied)."""
         self._advance(self._clock())

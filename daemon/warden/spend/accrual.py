@@ -1,20 +1,26 @@
 """Accrual: observed running time times the last known rate → ledger entries. Pure.
 
 Each observation of a workspace moves its accrual point forward; the time since the
-previous point is charged at the rate known then, split at UTC midnight into days.
+previous point is charged at the rate known then, split into days at midnight of
+each time zone the ledger keeps: UTC for `warden spend`, and each budget's zone, so
+that a budget's window sums whole local days and resets at local midnight exactly.
 A gap longer than `max_gap` is still charged (never dropped) but marked estimated.
 The point and the ledger are written together, so a restart never counts twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from warden.budget.windows import local_midnight
 from warden.model import WorkspaceId
 
 MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
+LEDGER_ZONE = "UTC"  # the days `warden spend` reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +57,35 @@ class SpendRow:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """Money to add to one day of one workspace's ledger."""
+    """Money to add to one local day (in `zone`) of one workspace's ledger."""
 
     day: date
     amount: Decimal
     estimated: bool
+    zone: str = LEDGER_ZONE
 
 
-def accrue(previous: Point | None, current: Point, *, max_gap: timedelta) -> list[Entry]:
-    """What the time from `previous` to `current` cost: nothing unless it was running."""
+def accrue(
+    previous: Point | None,
+    current: Point,
+    *,
+    max_gap: timedelta,
+    zones: Sequence[str] = (LEDGER_ZONE,),
+) -> list[Entry]:
+    """What the time from `previous` to `current` cost, by day in each of `zones`.
+
+    Nothing unless it was running at `previous`.
+    """
     if previous is None or not previous.running or previous.per_hour is None:
         return []
     if current.at <= previous.at:
         return []  # an observation out of order (a clock step back): charge nothing twice
     estimated = current.at - previous.at > max_gap
+    rate = previous.per_hour
     return [
-        Entry(day, previous.per_hour * _microseconds(span) / MICROSECONDS_PER_HOUR, estimated)
-        for day, span in split_by_day(previous.at, current.at)
+        Entry(day, rate * _microseconds(span) / MICROSECONDS_PER_HOUR, estimated, zone)
+        for zone in zones
+        for day, span in split_by_day(previous.at, current.at, zone)
     ]
 
 
@@ -75,14 +93,17 @@ def _microseconds(span: timedelta) -> Decimal:
     return Decimal(span // timedelta(microseconds=1))
 
 
-def split_by_day(start: datetime, end: datetime) -> list[tuple[date, timedelta]]:
-    """The part of [start, end) that falls on each UTC day."""
+def split_by_day(
+    start: datetime, end: datetime, zone: str = LEDGER_ZONE
+) -> list[tuple[date, timedelta]]:
+    """The part of [start, end) that falls on each local day of `zone`."""
+    tz = ZoneInfo(zone)
     parts = []
     cursor = start.astimezone(UTC)
     end = end.astimezone(UTC)
     while cursor < end:
-        midnight = datetime.combine(cursor.date() + timedelta(days=1), time(0), UTC)
-        stop = min(midnight, end)
-        parts.append((cursor.date(), stop - cursor))
+        day = cursor.astimezone(tz).date()
+        stop = min(local_midnight(day + timedelta(days=1), tz), end)
+        parts.append((day, stop - cursor))
         cursor = stop
     return parts

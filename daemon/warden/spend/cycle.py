@@ -7,15 +7,16 @@ told once (`warden.spend.incomplete`) and its spend marked incomplete, never gue
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from warden.events import catalogue as ev
 from warden.model import Event, State, WorkspaceId
 from warden.policy.models import Pricing
 from warden.providers.base import Observation
-from warden.spend.accrual import Accrual, Entry, Point, accrue
+from warden.spend.accrual import LEDGER_ZONE, Accrual, Entry, Point, accrue
 from warden.spend.pricing import hourly_rate
 
 
@@ -26,8 +27,11 @@ def accruals_for(
     *,
     now: datetime,
     max_gap: timedelta,
+    zones: Sequence[str] = (LEDGER_ZONE,),
 ) -> tuple[list[Accrual], list[Event]]:
     """What each observed workspace cost since its last point, and the new points.
+
+    Entries are by day in each of `zones` (UTC and the budgets' time zones).
 
     A provider without a `pricing` entry is not accounted at all (the agent-run
     platform's spend, say, comes from elsewhere); within a priced provider, a running
@@ -53,8 +57,11 @@ def accruals_for(
                     data={"workspace": ws.ref, "provider": ws.id.provider, "reason": rate.missing},
                 )
             )
-        entries = accrue(previous, point, max_gap=max_gap)
+        entries = accrue(previous, point, max_gap=max_gap, zones=zones)
         if missing and not entries:  # a row that says so, so that the day reads incomplete
-            entries = [Entry(now.date(), Decimal(0), estimated=False)]
+            entries = [
+                Entry(now.astimezone(ZoneInfo(zone)).date(), Decimal(0), False, zone)
+                for zone in zones
+            ]
         accruals.append(Accrual(ws.id, ws.owner, point, entries, incomplete=missing))
     return accruals, events

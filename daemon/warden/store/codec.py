@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from warden.budget.state import Acted, WindowState
 from warden.model import (
     Decision,
     DecisionKind,
@@ -208,4 +209,28 @@ def decision_of(row: Row[Any]) -> StoredDecision:
         due_at=row.due_at,
         dry_run=row.dry_run,
         facts=row.facts,
+    )
+
+
+def window_state_values(state: WindowState) -> dict[str, Any]:
+    return {
+        "budget": state.budget,
+        "scope": state.scope,
+        "window_start": state.window_start,
+        "window_end": state.window_end,
+        "fired": list(state.fired),
+        "acted": [a.to_json() for a in state.acted],
+        "undone": state.undone,
+    }
+
+
+def window_state_of(row: Row[Any]) -> WindowState:
+    return WindowState(
+        budget=row.budget,
+        scope=row.scope,
+        window_start=row.window_start,
+        window_end=row.window_end,
+        fired=tuple(int(i) for i in row.fired),
+        acted=tuple(Acted.from_json(a) for a in row.acted),
+        undone=bool(row.undone),
     )

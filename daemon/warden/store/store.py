@@ -31,6 +31,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    or_,
     select,
     text,
     update,
@@ -40,9 +41,10 @@ from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from warden.budget.state import WindowState
 from warden.errors import excerpt
 from warden.model import Decision, Event, Memory, State, Verb, Warning, Workspace, WorkspaceId
-from warden.spend.accrual import Accrual, Point, SpendRow
+from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow
 from warden.store import lease, migrate
 from warden.store import tables as db
 from warden.store.codec import (
@@ -54,6 +56,8 @@ from warden.store.codec import (
     observed_values,
     snapshot_from_row,
     warning_of,
+    window_state_of,
+    window_state_values,
     workspace_id_of,
 )
 from warden.store.engine import async_url, create_engine, upsert, writer
@@ -656,6 +660,7 @@ class Store:
         """Add each workspace's entries to the ledger and move its point, in one transaction."""
         ledger = [
             {
+                "zone": entry.zone,
                 "provider": provider,
                 "native_id": a.ws.native,
                 "day": entry.day.isoformat(),
@@ -681,7 +686,7 @@ class Store:
         add = upsert(db.spend_ledger, self._dialect)
         t = db.spend_ledger
         add = add.on_conflict_do_update(
-            index_elements=[t.c.provider, t.c.native_id, t.c.day],
+            index_elements=[t.c.zone, t.c.provider, t.c.native_id, t.c.day],
             set_={
                 "amount": t.c.amount + add.excluded.amount,
                 "estimated": t.c.estimated + add.excluded.estimated,
@@ -701,22 +706,88 @@ class Store:
                 await conn.execute(move, points)
             await self._outbox(conn, events)
 
-    async def spend_by_day(self, day: date) -> list[SpendRow]:
-        """Every workspace's spend on one UTC day."""
+    async def spend_by_day(self, day: date, zone: str = LEDGER_ZONE) -> list[SpendRow]:
+        """Every workspace's spend on one day (UTC unless a budget's zone is named)."""
+        return await self.spend_between(day, day, zone)
+
+    async def spend_between(self, first: date, last: date, zone: str) -> list[SpendRow]:
+        """Every workspace's spend from local day `first` to `last` (inclusive) in `zone`,
+        one row per workspace, dated `first`."""
         t = db.spend_ledger
+        query = (
+            select(
+                t.c.provider,
+                t.c.native_id,
+                func.max(t.c.owner).label("owner"),
+                func.sum(t.c.amount).label("amount"),
+                func.sum(t.c.estimated).label("estimated"),
+                func.max(case((t.c.incomplete, 1), else_=0)).label("incomplete"),
+            )
+            .where(t.c.zone == zone, t.c.day.between(first.isoformat(), last.isoformat()))
+            .group_by(t.c.provider, t.c.native_id)
+        )
         async with self._read() as conn:
-            rows = await conn.execute(select(t).where(t.c.day == day.isoformat()))
+            rows = await conn.execute(query)
             return [
                 SpendRow(
                     ws=WorkspaceId(r.provider, r.native_id),
                     owner=r.owner,
-                    day=day,
-                    amount=r.amount,
-                    estimated=r.estimated,
-                    incomplete=r.incomplete,
+                    day=first,
+                    amount=Decimal(r.amount),
+                    estimated=Decimal(r.estimated),
+                    incomplete=bool(r.incomplete),
                 )
                 for r in rows
             ]
+
+    # ------------------------------------------------------------ budgets
+
+    async def snapshots(self) -> dict[WorkspaceId, Workspace]:
+        """The latest snapshot of every known workspace, of every provider."""
+        async with self._read() as conn:
+            rows = (await conn.execute(select(db.workspaces))).all()
+        found = (snapshot_from_row(WorkspaceRow(**row._mapping)) for row in rows)
+        return {ws.id: ws for ws in found if ws is not None}
+
+    async def spend_rates(self) -> dict[WorkspaceId, Decimal]:
+        """What each workspace running at its last observation costs per hour."""
+        t = db.spend_points
+        query = select(t).where(t.c.running.is_(True), t.c.per_hour.is_not(None))
+        async with self._read() as conn:
+            rows = await conn.execute(query)
+            return {WorkspaceId(r.provider, r.native_id): Decimal(r.per_hour) for r in rows}
+
+    async def budget_windows(
+        self, *, open_at: datetime | None = None, pending_undo: bool = False
+    ) -> list[WindowState]:
+        """Budget windows that contain `open_at`, and/or ended ones with an undo left."""
+        t = db.budget_windows
+        conditions = []
+        if open_at is not None:
+            conditions.append(and_(t.c.window_start <= open_at, t.c.window_end > open_at))
+        if pending_undo:
+            conditions.append(t.c.undone.is_(False))
+        if not conditions:
+            return []
+        async with self._read() as conn:
+            rows = await conn.execute(select(t).where(or_(*conditions)))
+            return [window_state_of(r) for r in rows]
+
+    async def save_budget_windows(
+        self, states: Sequence[WindowState], events: Sequence[Event] = ()
+    ) -> None:
+        """Write each window's state (and the events its change raised), in one transaction."""
+        values = [window_state_values(s) for s in states]
+        insert = upsert(db.budget_windows, self._dialect)
+        t = db.budget_windows
+        stmt = insert.on_conflict_do_update(
+            index_elements=[t.c.budget, t.c.scope, t.c.window_start],
+            set_={k: insert.excluded[k] for k in ("window_end", "fired", "acted", "undone")},
+        )
+        async with self._write() as conn:
+            if values:
+                await conn.execute(stmt, values)
+            await self._outbox(conn, events)
 
     async def try_acquire_lease(
         self, name: str, holder: str, now: datetime, ttl: timedelta

@@ -271,9 +271,11 @@ spend_points = Table(
     Column("per_hour", Numeric(18, 6)),
 )
 
+# (0006) Days are local to `zone`: UTC for reports, and each budget's time zone.
 spend_ledger = Table(
-    "spend_ledger",
+    "spend_days",
     metadata,
+    Column("zone", String(64), primary_key=True),
     Column("provider", String, primary_key=True),
     Column("native_id", String, primary_key=True),
     Column("day", String(10), primary_key=True),
@@ -282,5 +284,22 @@ spend_ledger = Table(
     Column("amount", Numeric(18, 6), nullable=False),
     Column("estimated", Numeric(18, 6), nullable=False),
     Column("incomplete", Boolean, nullable=False),
-    Index(None, "day"),
+    Index(None, "zone", "day"),
+)
+
+# ---------------------------------------------------------------- budgets (0006)
+# One row per budget, scope value and window: which thresholds have fired (each fires
+# once per window), what Warden did for it (to undo at the reset, and nothing else),
+# and whether that undo is complete.
+budget_windows = Table(
+    "budget_windows",
+    metadata,
+    Column("budget", String, primary_key=True),
+    Column("scope", String, primary_key=True),
+    Column("window_start", UTCDateTime, primary_key=True),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("fired", JSON, nullable=False),  # threshold indices, in firing order
+    Column("acted", JSON, nullable=False),  # [{workspace, verb, replaced?}] to undo
+    Column("undone", Boolean, nullable=False),
+    Index(None, "undone", "window_end"),
 )

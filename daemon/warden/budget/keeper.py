@@ -1,0 +1,288 @@
+"""The budgets' part of a cycle: review spend against every budget, then remember
+what the cycle's budget actions did. The only budget code that touches the store.
+
+`review` reads the ledger (in each budget's time zone), the latest snapshots and the
+current burn rates, finds the thresholds that fire for the first time in their
+window, and saves them with their events in one transaction, before any action: a
+crash after it cannot fire them twice. `remember` records what the actuator did for
+a budget (to undo at the reset) and, when a window's undo is complete, says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import structlog
+
+from warden.actuator import CycleOutcome
+from warden.budget.enforce import budget_facts
+from warden.budget.evaluate import HUNDRED, Charge, Standing, scope_of, standings
+from warden.budget.state import Acted, WindowState
+from warden.budget.windows import window_at
+from warden.events import catalogue as ev
+from warden.model import Decision, Event, Verb, Workspace
+from warden.policy.models import BudgetPolicy
+from warden.policy.selector import covers
+from warden.spend.accrual import LEDGER_ZONE
+from warden.store import Store
+
+log = structlog.get_logger(__name__)
+
+UNDOES = {Verb.RESUME: Verb.STOP, Verb.RESTORE: Verb.THROTTLE}
+WindowKey = tuple[str, str, datetime]
+Settled = tuple[WindowKey, Acted]  # an action with nothing left to undo
+
+
+@dataclass(slots=True)
+class Review:
+    """Every budget's standing now, and the ended windows with something to undo."""
+
+    standings: list[Standing] = field(default_factory=list)
+    ended: list[WindowState] = field(default_factory=list)
+    states: dict[WindowKey, WindowState] = field(default_factory=dict)
+
+
+def ledger_zones(budgets: Iterable[BudgetPolicy]) -> tuple[str, ...]:
+    """The time zones the ledger keeps days in: UTC, and each budget's."""
+    return (LEDGER_ZONE, *sorted({b.budget.timezone for b in budgets} - {LEDGER_ZONE}))
+
+
+class BudgetKeeper:
+    """Reviews and remembers budget windows, one provider's cycle at a time.
+
+    Providers' cycles run concurrently, but a window's state is read, changed and
+    written back whole: the lock makes each review and each remember atomic, so that
+    two cycles can neither fire one threshold twice nor lose each other's actions.
+    (Only the leader runs cycles, so one process is enough to serialise.)
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = anyio.Lock()
+
+    async def review(self, budgets: Sequence[BudgetPolicy], *, now: datetime) -> Review:
+        """Where every budget stands; newly fired thresholds are saved and told."""
+        if not budgets:
+            return Review()
+        async with self._lock:
+            return await self._review(budgets, now)
+
+    async def _review(self, budgets: Sequence[BudgetPolicy], now: datetime) -> Review:
+        review = Review()
+        known = await self._store.budget_windows(open_at=now, pending_undo=True)
+        review.states = {s.key: s for s in known}
+        snapshots = await self._store.snapshots()
+        rates = await self._store.spend_rates()
+        changed: list[WindowState] = []
+        events: list[Event] = []
+        for budget in budgets:
+            for standing in standings(
+                budget,
+                await self._charges(budget, now),
+                snapshots,
+                rates,
+                self._current_states(review.states, budget, now),
+                now=now,
+            ):
+                review.standings.append(standing)
+                if standing.fired:
+                    state = _state_of(standing).firing(standing.fired)
+                    review.states[state.key] = state
+                    changed.append(state)
+                    events.extend(_crossed(standing, i, now) for i in standing.fired)
+        changed.extend(self._settle_quiet_ends(review, now, events))
+        review.ended = [s for s in review.states.values() if s.window_end <= now and not s.undone]
+        if changed:
+            await self._store.save_budget_windows(changed, events)
+            log.info("budget.thresholds_fired", count=len(events))
+        return review
+
+    async def explain(
+        self, ws: Workspace, budgets: Sequence[BudgetPolicy], *, now: datetime
+    ) -> list[dict[str, Any]]:
+        """The budgets `ws` counts toward, and how close each is, for `warden explain`."""
+        counted = [b for b in budgets if covers(b, ws) and scope_of(b.budget.per, ws) is not None]
+        if not counted:
+            return []
+        known = await self._store.budget_windows(open_at=now)
+        states = {s.key: s for s in known}
+        snapshots = await self._store.snapshots()
+        snapshots.setdefault(ws.id, ws)
+        rates = await self._store.spend_rates()
+        found = []
+        for budget in counted:
+            scope = scope_of(budget.budget.per, ws)
+            current = self._current_states(states, budget, now)
+            for standing in standings(
+                budget, await self._charges(budget, now), snapshots, rates, current, now=now
+            ):
+                if standing.scope == scope:
+                    found.append(_explained(standing, ws, now))
+        return found
+
+    async def _charges(self, budget: BudgetPolicy, now: datetime) -> list[Charge]:
+        window = window_at(budget.budget.window, budget.budget.timezone, now)
+        rows = await self._store.spend_between(
+            window.first_day, window.last_day, budget.budget.timezone
+        )
+        return [Charge(r.ws, r.owner, r.amount) for r in rows]
+
+    @staticmethod
+    def _current_states(
+        states: Mapping[WindowKey, WindowState], budget: BudgetPolicy, now: datetime
+    ) -> dict[str, WindowState]:
+        return {
+            s.scope: s
+            for s in states.values()
+            if s.budget == budget.name and s.window_start <= now < s.window_end
+        }
+
+    @staticmethod
+    def _settle_quiet_ends(review: Review, now: datetime, events: list[Event]) -> list[WindowState]:
+        """Ended windows with nothing to undo are settled at once, and their reset told."""
+        settled = []
+        for key, state in list(review.states.items()):
+            if state.window_end <= now and not state.undone and not state.acted:
+                done = state.without(set())
+                review.states[key] = done
+                settled.append(done)
+                events.append(_reset(done, undone=[], now=now))
+        return settled
+
+    async def remember(
+        self,
+        outcome: CycleOutcome,
+        settled: Sequence[Settled],
+        budgets: Mapping[str, BudgetPolicy],
+        *,
+        now: datetime,
+    ) -> None:
+        """Record the budgets' actions that succeeded (and undos), in one transaction."""
+        if not budgets or not (outcome.done or settled):
+            return
+        async with self._lock:
+            await self._remember(outcome, settled, budgets, now)
+
+    async def _remember(
+        self,
+        outcome: CycleOutcome,
+        settled: Sequence[Settled],
+        budgets: Mapping[str, BudgetPolicy],
+        now: datetime,
+    ) -> None:
+        # Read again: another provider's cycle may have changed a window since review.
+        known = await self._store.budget_windows(open_at=now, pending_undo=True)
+        stored = {s.key: s for s in known}
+        touched: dict[WindowKey, WindowState] = {}
+        undone: dict[WindowKey, list[str]] = {}
+
+        def state(key: WindowKey) -> WindowState | None:
+            return touched.get(key) or stored.get(key)
+
+        for decision in outcome.done:
+            if decision.policy not in budgets:
+                continue
+            key = _key_of(decision)
+            current = state(key)
+            if current is None:
+                continue
+            if decision.verb in UNDOES:
+                gone = {(decision.workspace, UNDOES[decision.verb])}
+                touched[key] = current.without(gone)
+                undone.setdefault(key, []).append(str(decision.workspace))
+            elif decision.verb in (Verb.STOP, Verb.THROTTLE):
+                replaced = outcome.replaced.get(decision.workspace)
+                acted = Acted(decision.workspace, decision.verb, replaced)
+                touched[key] = current.acting((acted,))
+        for key, acted in settled:
+            current = state(key)
+            if current is not None:
+                touched[key] = current.without({(acted.workspace, acted.verb)})
+        events = [
+            _reset(s, undone=undone.get(k, []), now=now)
+            for k, s in touched.items()
+            if s.undone and s.window_end <= now
+        ]
+        if touched:
+            await self._store.save_budget_windows(list(touched.values()), events)
+
+
+def _explained(standing: Standing, ws: Workspace, now: datetime) -> dict[str, Any]:
+    fired = standing.state.fired if standing.state else ()
+    own = dict(standing.spenders).get(ws.id, Decimal(0))
+    return budget_facts(standing) | {
+        "workspace_spent": str(own),
+        "percent": f"{standing.percent.quantize(Decimal('0.1'))}%",
+        "burn_per_hour": str(standing.burn_per_hour),
+        "projected": str(standing.projected(now).quantize(Decimal("0.01"))),
+        "thresholds": [
+            {"at": f"{t.at}%", "forecast": t.forecast, "do": t.do, "fired": i in fired}
+            for i, t in enumerate(standing.budget.thresholds)
+        ],
+    }
+
+
+def _key_of(decision: Decision) -> WindowKey:
+    facts = decision.facts
+    return (
+        decision.policy,
+        str(facts["scope"]),
+        datetime.fromisoformat(str(facts["window_start"])),
+    )
+
+
+def _state_of(standing: Standing) -> WindowState:
+    return standing.state or WindowState(
+        budget=standing.budget.name,
+        scope=standing.scope,
+        window_start=standing.window.start,
+        window_end=standing.window.end,
+    )
+
+
+def _crossed(standing: Standing, index: int, now: datetime) -> Event:
+    threshold = standing.budget.thresholds[index]
+    acts = threshold.do != "notify"
+    data = budget_facts(standing) | {
+        "policy": standing.budget.name,
+        "threshold": index,
+        "at": f"{threshold.at}%",
+        "percent": f"{(standing.percent).quantize(Decimal('0.1'))}%",
+        "forecast": threshold.forecast,
+        "projected": str(standing.projected(now).quantize(Decimal("0.000001"))),
+        "action": threshold.do,
+        "notify": list(threshold.notify),
+    }
+    severity = "critical" if acts or threshold.at >= HUNDRED else "warning"
+    return ev.new_event(
+        ev.BUDGET_THRESHOLD_CROSSED,
+        f"budgets/{standing.budget.name}/{standing.scope}",
+        now=now,
+        data=data,
+        severity=severity,
+    )
+
+
+def _reset(state: WindowState, *, undone: list[str], now: datetime) -> Event:
+    return ev.new_event(
+        ev.BUDGET_WINDOW_RESET,
+        f"budgets/{state.budget}/{state.scope}",
+        now=now,
+        data={
+            "policy": state.budget,
+            "budget": state.budget,
+            "scope": state.scope,
+            "window_start": state.window_start.isoformat(),
+            "window_end": state.window_end.isoformat(),
+            "fired": list(state.fired),
+            "undo": undone,
+        },
+    )
+
+
+__all__ = ["BudgetKeeper", "Review", "Settled", "ledger_zones"]
