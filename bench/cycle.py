@@ -4,8 +4,9 @@ For each fleet size it starts the simulator in its own process, then measures, e
 in a fresh process (so peak RSS belongs to that measurement alone):
 
 - baseline: a bare aiohttp loop that fetches and parses the same pages;
-- warden:   one full `Daemon.run_cycle` (observe all pages, record, decide, act) on a
-            fresh SQLite file, with a policy set that matches every workspace.
+- warden:   one full `Daemon.run_cycle` (observe all pages, record, accrue spend in
+            UTC and Berlin days, review a per-owner budget, decide, act) on a fresh
+            SQLite file, with a policy set that matches every workspace.
 
 It prints wall time, requests sent and peak RSS for both, and the ratio warden/baseline.
 Run with `make bench`.
@@ -38,6 +39,10 @@ pricing:
 policies:
   - {name: idle, when: {idle_for: 2h}, warn_before: 15m}
   - {name: lifetime, when: {running_for: 12h}, extend: {by: 2h, max: 2}}
+budgets:  # so that every cycle also keeps Berlin days and reviews a budget per owner
+  - name: team-monthly
+    budget: {per: owner, window: month, limit_usd: 500, timezone: Europe/Berlin}
+    thresholds: [{at: 80%%}, {at: 100%%, forecast: true}]
 """
 
 

@@ -106,7 +106,13 @@ async def basic(clock: ManualClock) -> AsyncIterator[Rig]:
 
 def test_the_adapter_declares_what_it_can_do_and_no_spend(rig: Rig):
     """Kill switch, limits, stop and start; spend comes from the separate feed."""
-    expected = {Capability.KILL_SWITCH, Capability.SET_LIMITS, Capability.STOP, Capability.START}
+    expected = {
+        Capability.KILL_SWITCH,
+        Capability.SET_LIMITS,
+        Capability.STOP,
+        Capability.START,
+        Capability.SPEND_FEED,
+    }
     assert expected == CAPABILITIES
     assert rig.adapter.capabilities == CAPABILITIES
     assert rig.adapter.kind == "agentrun"

@@ -18,6 +18,7 @@ from warden.model import Event
 from warden.settings import Settings
 from warden.sim.agentrun import AgentRunSim
 from warden.sim.coder import CoderSim
+from warden.spend.feeds import SpendRecord
 
 CODER_TOKEN = "budget-actions-coder-token-0123456789"
 AGENTS_TOKEN = "budget-actions-agents-token-0123456789"
@@ -137,3 +138,67 @@ async def test_a_budget_in_dry_run_plans_its_kill_switch_and_never_touches_it(ri
         [planned] = _of(events, ev.ACTION_PLANNED)
         assert (planned.data["policy"], planned.data["action"]) == ("org-daily", "stop")
         assert not [m for m, _p in rig.agents.calls if m == "POST"]
+
+
+FED = """
+version: 1
+providers:
+  agents: {type: agentrun, url: "%(agents)s", token: "${AGENTS_TOKEN}", poll_interval: 5m}
+budgets:
+  - name: agent-runs
+    match: {provider: agents}
+    budget: {per: all, window: day, limit_usd: 5}
+    thresholds:
+      - {at: 100%%, forecast: true}
+      - {at: 100%%, do: kill_switch}
+"""
+
+
+def _record(record_id: str, amount: str, at: datetime, owner: str = "alice") -> SpendRecord:
+    return SpendRecord.model_validate(
+        {
+            "id": record_id,
+            "provider": "agents",
+            "owner": owner,
+            "amount": amount,
+            "currency": "USD",
+            "at": at.isoformat(),
+        }
+    )
+
+
+async def test_fed_spend_counts_once_toward_a_budget_that_switches_agent_runs_off(
+    tmp_path: Path,
+):
+    clock = ManualClock(MORNING)
+    agents = AgentRunSim(token=AGENTS_TOKEN, clock=clock)
+    async with TestServer(agents.app(), host="127.0.0.1", port=0) as server:
+        policy = tmp_path / "fed.yaml"
+        policy.write_text(FED % {"agents": server.make_url("/")})
+        rig = Rig(
+            agents,
+            Settings(policy_path=[policy], state_dir=tmp_path),
+            clock,
+            {"AGENTS_TOKEN": AGENTS_TOKEN},
+        )
+        async with rig.daemon() as daemon:
+            assert daemon.store is not None
+            early = [_record("run-1", "2", MORNING), _record("run-2", "1", MORNING, "bob")]
+            await daemon.store.add_spend_records(early, source="push", now=MORNING)
+            events = await rig.polls(daemon, 1)  # $3 of $5, burning $3 an hour
+            assert [e.data["threshold"] for e in _of(events, ev.BUDGET_THRESHOLD_CROSSED)] == [0]
+            assert agents.workspace.kill_switch is False
+            again = [*early, _record("run-3", "1.5", clock())]  # run-1 and run-2 repeated
+            assert await daemon.store.add_spend_records(again, source="push", now=clock()) == (
+                1,
+                2,
+            )
+            events = await rig.polls(daemon, 1)  # $4.50: still under
+            assert agents.workspace.kill_switch is False
+            await daemon.store.add_spend_records(
+                [_record("run-4", "0.5", clock())], source="push", now=clock()
+            )
+            events = await rig.polls(daemon, 2)
+        assert agents.workspace.kill_switch is True
+        [crossed] = [e for e in _of(events, ev.BUDGET_THRESHOLD_CROSSED) if e.data["threshold"]]
+        assert crossed.data["spent"] == "5.000000"

@@ -302,6 +302,16 @@ def _from_the_catalogue() -> list[Event]:
             },
         ),
         ev.new_event(
+            ev.SPEND_FEED_FAILED,
+            "feeds/agent-runs",
+            now=now,
+            data={
+                "feed": "agent-runs",
+                "provider": "agents",
+                "error": "HTTP 503: Service Unavailable",
+            },
+        ),
+        ev.new_event(
             ev.POLICY_DEGRADED,
             "agents",
             now=now,

@@ -119,8 +119,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_BAD_INPUT
     print(
-        f"ok: {len(policies.policies)} policies, {len(policies.providers)} providers, "
-        f"{len(policies.schedules)} schedules, {len(policies.sinks)} sinks"
+        f"ok: {len(policies.policies)} policies, {len(policies.budgets)} budgets, "
+        f"{len(policies.providers)} providers, {len(policies.schedules)} schedules, "
+        f"{len(policies.sinks)} sinks"
     )
     return EXIT_OK
 

@@ -215,15 +215,21 @@ async def events(settings: Settings, args: Any) -> int:
 
 
 async def spend(settings: Settings, args: Any) -> int:
-    """`warden spend`: the ledger for one UTC day, by workspace, owner or provider."""
+    """`warden spend`: the ledger and the spend records (pushed or from feeds) for one
+    UTC day, by workspace, owner or provider."""
+    from datetime import UTC, timedelta
+    from datetime import time as midnight
+
     from warden.clock import utc_now
-    from warden.spend.report import spend_json, spend_table, totals
+    from warden.spend.report import feed_rows, spend_json, spend_table, totals
 
     day = args.day or utc_now().date()
+    start = datetime.combine(day, midnight(), UTC)
     store = await Store.open(settings.effective_database_url)
     try:
         await store.migrate()
-        rows = totals(await store.spend_by_day(day), by=args.by)
+        records = await store.spend_records_between(start, start + timedelta(days=1))
+        rows = totals([*await store.spend_by_day(day), *feed_rows(records, day=day)], by=args.by)
     finally:
         await store.aclose()
     print(

@@ -65,6 +65,7 @@ from warden.sdnotify import Notifier
 from warden.server import serve_admin
 from warden.settings import Settings, policy_environment
 from warden.spend.cycle import accruals_for
+from warden.spend.feeds import FeedPoller
 from warden.store import Store
 
 log = structlog.get_logger(__name__)
@@ -87,7 +88,11 @@ def load_policy_set(settings: Settings, env: Mapping[str, str] | None = None) ->
 
 def secret_values(policies: PolicySet) -> list[str]:
     """Every secret the policy files hold (tokens, keys, signing secrets), for masking."""
-    configs = [*policies.providers.values(), *policies.sinks.values()]
+    configs = [
+        *policies.providers.values(),
+        *policies.sinks.values(),
+        *policies.spend_feeds.values(),
+    ]
     return [
         value.get_secret_value()
         for config in configs
@@ -481,6 +486,7 @@ class Daemon:
         """Poll jobs per provider, edge jobs per schedule, and a policy-file watch."""
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._add_poll_jobs()
+        self._add_feed_jobs()
         self._scheduler.add_job(
             self.reload_if_changed,
             IntervalTrigger(seconds=WATCH_INTERVAL),
@@ -513,6 +519,33 @@ class Daemon:
                 misfire_grace_time=int(interval),
                 next_run_time=self._clock(),
             )
+
+    def _add_feed_jobs(self) -> None:
+        """One job per spend feed; a new poller each time, so a reload's token is used."""
+        assert self._scheduler is not None
+        assert self._http is not None
+        for name, feed in self.policies.spend_feeds.items():
+            poller = FeedPoller(name, feed, store=self._store(), http=self._http)
+            self._scheduler.add_job(
+                self._poll_feed,
+                IntervalTrigger(seconds=feed.interval.total_seconds()),
+                args=[poller],
+                id=f"feed:{name}",
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(feed.interval.total_seconds()),
+                next_run_time=self._clock(),
+            )
+
+    async def _poll_feed(self, poller: FeedPoller) -> None:
+        """Leader only: a standby would store the same records (harmless) but tell each
+        failure a second time, and load the feed for nothing."""
+        now = self._clock()
+        if not self.leader and not await self.renew_lease(now):
+            return
+        await poller.poll_once(now)
+        self._events_written()
 
     def _schedule_due_jobs(self, name: str, result: CycleResult, now: datetime) -> None:
         """An exact-time cycle for what falls due before the next poll: a warning's
@@ -576,9 +609,10 @@ class Daemon:
         self._build_providers()
         if self._scheduler is not None and self._scheduler.running:
             for job in self._scheduler.get_jobs():
-                if job.id.startswith(("poll:", "due:", "edge:")):
+                if job.id.startswith(("poll:", "due:", "edge:", "feed:")):
                     job.remove()
             self._add_poll_jobs()
+            self._add_feed_jobs()
             self._schedule_edges(now)
         log.info("policy.loaded", policies=len(policies.policies), providers=len(self.providers))
         await self._store().add_events(

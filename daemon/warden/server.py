@@ -1,4 +1,5 @@
-"""The admin HTTP API: health, readiness, metrics, workspaces, explain, events, snooze.
+"""The admin HTTP API: health, readiness, metrics, workspaces, explain, events, snooze,
+spend.
 
 This module owns the routes, who may call them and the shape of every answer:
 JSON, paginated, errors as {"error": {"code", "message"}}, all of it described by
@@ -7,9 +8,11 @@ nothing itself: a snooze goes to the store with its event, a reload and the dry-
 switch go to the daemon.
 
 Access: routes under /v1 need a bearer token, read-only or admin for GET, admin for
-POST; /healthz, /readyz and /metrics are open unless `protect_health` is set. Tokens
-are compared in constant time and no answer ever holds a secret (errors say what was
-refused, never what was presented). The server binds 127.0.0.1 unless told otherwise.
+POST; POST /v1/spend takes the admin token or the spend token, which opens nothing
+else (the systems that report spend hold it); /healthz, /readyz and /metrics are
+open unless `protect_health` is set. Tokens are compared in constant time and no
+answer ever holds a secret (errors say what was refused, never what was presented).
+The server binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -49,11 +52,14 @@ from warden.openapi import (
     MAX_OFFSET,
     MAX_PAGE,
     MAX_SEQ,
+    MAX_SPEND_BODY,
+    MAX_SPEND_RECORDS,
     SNOOZE_PATTERN,
     openapi_document,
 )
 from warden.policy.durations import format_duration, parse_duration
 from warden.settings import Settings
+from warden.spend.feeds import SpendRecord, SpendRecordError, parse_records, read_at_most
 from warden.store import Store, StoredEvent, StoreError, UnknownWorkspace, WorkspaceRow
 from warden.store.codec import jsonable
 
@@ -67,6 +73,7 @@ STORE_PING_TIMEOUT: Final = 2.0  # seconds: a store slower than this is not read
 MAX_BODY: Final = 64 * 1024  # bytes: every request body here is a few dozen
 OWNER_SCAN: Final = 500  # rows per store read while filtering by owner
 HEALTH_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+SPEND_PATH: Final = "/v1/spend"
 READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 REALM: Final = 'Bearer realm="warden"'
 WORKSPACE_PARAMS: Final = frozenset({"provider", "state", "owner", "limit", "offset"})
@@ -116,6 +123,7 @@ class AdminBackend(Protocol):
 class Role(Enum):
     READ = "read"
     ADMIN = "admin"
+    SPEND = "spend"  # POST /v1/spend and nothing else: the admin token may do it too
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,7 @@ class Access:
 
     admin_token: str | None = field(default=None, repr=False)
     readonly_token: str | None = field(default=None, repr=False)
+    spend_token: str | None = field(default=None, repr=False)
     protect_health: bool = False
 
     @classmethod
@@ -131,6 +140,7 @@ class Access:
         return cls(
             admin_token=_token(settings.admin_token),
             readonly_token=_token(settings.readonly_token),
+            spend_token=_token(settings.spend_token),
             # WARDEN_PROTECT_HEALTH is proposed for settings.py; open until it is there.
             protect_health=settings.protect_health,
         )
@@ -158,6 +168,8 @@ class ApiError(Exception):
 
 def required_role(method: str, path: str, *, protect_health: bool) -> Role | None:
     """The least role a request needs; None when the route is open."""
+    if path == SPEND_PATH and method == "POST":
+        return Role.SPEND
     if path.startswith("/v1/"):
         return Role.READ if method in READ_METHODS else Role.ADMIN
     if path in HEALTH_PATHS and protect_health:
@@ -171,12 +183,15 @@ def role_of(authorization: str | None, access: Access) -> Role | None:
     presented = presented.strip()
     if scheme.lower() != "bearer" or not presented:
         return None
-    # Both comparisons always run: how long this takes says nothing about which matched.
+    # Every comparison runs: how long this takes says nothing about which matched.
     is_admin = _same(presented, access.admin_token)
     is_reader = _same(presented, access.readonly_token)
+    is_spender = _same(presented, access.spend_token)
     if is_admin:
         return Role.ADMIN
-    return Role.READ if is_reader else None
+    if is_reader:
+        return Role.READ
+    return Role.SPEND if is_spender else None
 
 
 def _same(presented: str, expected: str | None) -> bool:
@@ -193,6 +208,18 @@ def refusal(needed: Role, granted: Role | None) -> ApiError | None:
             "unauthorized",
             "this route needs a bearer token (Authorization: Bearer ...) that Warden knows",
             {"WWW-Authenticate": REALM},
+        )
+    scope = {"WWW-Authenticate": f'{REALM}, error="insufficient_scope"'}
+    if granted is Role.SPEND and needed is not Role.SPEND:
+        return ApiError(
+            403, "forbidden", "the spend token may only post spend records (POST /v1/spend)", scope
+        )
+    if needed is Role.SPEND and granted is Role.READ:
+        return ApiError(
+            403,
+            "forbidden",
+            "posting spend needs the spend token or the admin token; a read-only token was given",
+            scope,
         )
     if needed is Role.ADMIN and granted is not Role.ADMIN:
         return ApiError(
@@ -447,6 +474,7 @@ class AdminApi:
             web.post("/v1/policies/reload", self.reload),
             web.get("/v1/dry-run", self.get_dry_run),
             web.post("/v1/dry-run", self.set_dry_run),
+            web.post(SPEND_PATH, self.spend),
         ]
 
     # ------------------------------------------------------------ health
@@ -592,6 +620,40 @@ class AdminApi:
             log.warning("admin.dry_run_switched", enabled=body.enabled)
         self._backend.dry_run = body.enabled
         return web.json_response({"enabled": self._backend.dry_run})
+
+    async def spend(self, request: web.Request) -> web.Response:
+        """Spend records Warden cannot observe; kept whole or not at all, each id once."""
+        # Read here, not by json_body: a batch may be larger than every other body.
+        body = await read_at_most(request.content, MAX_SPEND_BODY)
+        if body is None:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"at most {MAX_SPEND_BODY // 1024} KiB in one request: send the records in several",
+            )
+        try:
+            records = parse_records(body, max_records=MAX_SPEND_RECORDS)
+        except SpendRecordError as e:
+            raise ApiError(400, "bad_request", str(e)) from None
+        self._known_providers(records)
+        new, duplicates = await self._store().add_spend_records(
+            records, source="push", now=self._clock()
+        )
+        log.info("admin.spend_received", new=new, duplicates=duplicates)
+        return web.json_response({"received": len(records), "new": new, "duplicates": duplicates})
+
+    def _known_providers(self, records: list[SpendRecord]) -> None:
+        """409 for a provider the loaded policies do not define: its spend would count
+        nowhere. (Not 400: the same records are fine once the policy files name it.)"""
+        known = self._backend.policies.providers
+        for index, record in enumerate(records):
+            if record.provider not in known:
+                raise ApiError(
+                    409,
+                    "unknown_provider",
+                    f"records[{index}].provider: no provider {record.provider!r} in the loaded "
+                    f"policy files (expected one of: {', '.join(sorted(known)) or 'none'})",
+                )
 
     # ------------------------------------------------------------ helpers
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-SECRET_SETTINGS = ("admin_token", "readonly_token", "snooze_secret")
+SECRET_SETTINGS = ("admin_token", "readonly_token", "spend_token", "snooze_secret")
 
 
 class Settings(BaseSettings):
@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     admin_bind: str = Field(default="127.0.0.1:8787", description="host:port of the admin API")
     admin_token: SecretStr | None = None
     readonly_token: SecretStr | None = None
+    spend_token: SecretStr | None = Field(
+        default=None, description="may only POST /v1/spend: for the systems that report spend"
+    )
     snooze_secret: SecretStr | None = None
     public_url: str | None = Field(
         default=None, description="base URL of the admin API as owners reach it (snooze links)"

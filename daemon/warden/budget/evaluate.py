@@ -26,11 +26,20 @@ HOUR = timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """Spend of one workspace in a window (a feed's spend without one: native id "-")."""
+    """Spend of one workspace in a window (a feed's spend without one: native id "-").
+
+    Scope values come from the workspace's latest snapshot; `owner` (what the ledger
+    recorded) stands in when there is none. `person` overrides the owner: a fed agent
+    run counts toward whoever ran it, not the workspace's owner. `burn` marks spend
+    incurred in the last hour that no running rate describes (a feed's): it counts as
+    an hourly burn too.
+    """
 
     ws: WorkspaceId
     owner: str
     amount: Decimal
+    person: str | None = None
+    burn: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +81,7 @@ def scope_of(per: str, ws: Workspace) -> str | None:
     if per == "workspace":
         return str(ws.id)
     if per == "owner":
-        return ws.owner
+        return ws.owner or None
     if per == "provider":
         return ws.id.provider
     if per == "project":
@@ -101,11 +110,12 @@ def standings(
     spend: dict[str, dict[WorkspaceId, Decimal]] = {}
     burn: dict[str, Decimal] = {}
     for charge in charges:
-        ws = snapshots.get(charge.ws) or stand_in(charge.ws, charge.owner, now)
-        scope = _counted(budget, ws)
+        scope = _counted(budget, _subject(charge, snapshots, now))
         if scope is not None:
             by_ws = spend.setdefault(scope, {})
             by_ws[charge.ws] = by_ws.get(charge.ws, Decimal(0)) + charge.amount
+            if charge.burn:
+                burn[scope] = burn.get(scope, Decimal(0)) + charge.amount
     for ws in snapshots.values():
         scope = _counted(budget, ws)
         if scope is not None and ws.state is State.RUNNING and ws.id in rates:
@@ -115,6 +125,16 @@ def standings(
         _standing(budget, scope, window, by_ws, burn.get(scope, Decimal(0)), states.get(scope), now)
         for scope, by_ws in sorted(spend.items())
     ]
+
+
+def _subject(
+    charge: Charge, snapshots: Mapping[WorkspaceId, Workspace], now: datetime
+) -> Workspace:
+    """The workspace a charge belongs to, as owned by whoever the charge counts toward."""
+    ws = snapshots.get(charge.ws) or stand_in(charge.ws, charge.owner, now)
+    if charge.person is None or ws.owner == charge.person:
+        return ws
+    return replace(ws, owner=charge.person)
 
 
 def _counted(budget: BudgetPolicy, ws: Workspace) -> str | None:

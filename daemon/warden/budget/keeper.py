@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,15 +25,18 @@ from warden.budget.evaluate import HUNDRED, Charge, Standing, scope_of, standing
 from warden.budget.state import Acted, WindowState
 from warden.budget.windows import window_at
 from warden.events import catalogue as ev
-from warden.model import Decision, Event, Verb, Workspace
+from warden.model import Decision, Event, Verb, Workspace, WorkspaceId
 from warden.policy.models import BudgetPolicy
 from warden.policy.selector import covers
 from warden.spend.accrual import LEDGER_ZONE
+from warden.spend.feeds import SpendRecord
 from warden.store import Store
 
 log = structlog.get_logger(__name__)
 
 UNDOES = {Verb.RESUME: Verb.STOP, Verb.RESTORE: Verb.THROTTLE}
+FEED_BURN = timedelta(hours=1)  # fed spend this recent counts as the scope's hourly burn
+FEED_WHOLE_PROVIDER = "-"  # the workspace of a fed record that names none
 WindowKey = tuple[str, str, datetime]
 Settled = tuple[WindowKey, Acted]  # an action with nothing left to undo
 
@@ -126,11 +129,17 @@ class BudgetKeeper:
         return found
 
     async def _charges(self, budget: BudgetPolicy, now: datetime) -> list[Charge]:
+        """The window's spend: the ledger's local days, and the fed records in it."""
         window = window_at(budget.budget.window, budget.budget.timezone, now)
         rows = await self._store.spend_between(
             window.first_day, window.last_day, budget.budget.timezone
         )
-        return [Charge(r.ws, r.owner, r.amount) for r in rows]
+        # Records up to and including now; one dated later counts when its time comes.
+        until = min(window.end, now + timedelta(microseconds=1))
+        records = await self._store.spend_records_between(window.start, until)
+        return [Charge(r.ws, r.owner, r.amount) for r in rows] + [
+            _fed(record, recent=record.at >= now - FEED_BURN) for record in records
+        ]
 
     @staticmethod
     def _current_states(
@@ -225,6 +234,13 @@ def _explained(standing: Standing, ws: Workspace, now: datetime) -> dict[str, An
             for i, t in enumerate(standing.budget.thresholds)
         ],
     }
+
+
+def _fed(record: SpendRecord, *, recent: bool) -> Charge:
+    """A fed record as a charge: its workspace ("-" for the provider as a whole), and
+    the person it names (else the workspace's owner)."""
+    ws = WorkspaceId(record.provider, record.workspace or FEED_WHOLE_PROVIDER)
+    return Charge(ws, "", record.amount, person=record.owner, burn=recent)
 
 
 def _key_of(decision: Decision) -> WindowKey:

@@ -934,7 +934,7 @@ def _check_budget(
             wanted.extend(_selector_providers((*where, "target"), threshold.target))
     yield from _unknown_names(file, wanted, merged)
     yield from _thresholds_in_order(file, base, budget)
-    yield from _budget_prices(file, base, budget, merged)
+    yield from _budget_prices(file, base, budget, merged, capabilities or {})
     if capabilities is not None:
         yield from _budget_capabilities(file, base, budget, merged, capabilities)
 
@@ -952,16 +952,22 @@ def _thresholds_in_order(file: _File, base: Loc, budget: BudgetPolicy) -> Iterat
 
 
 def _budget_prices(
-    file: _File, base: Loc, budget: BudgetPolicy, merged: _Merged
+    file: _File,
+    base: Loc,
+    budget: BudgetPolicy,
+    merged: _Merged,
+    capabilities: Mapping[str, frozenset[str]],
 ) -> Iterator[PolicyProblem]:
-    """Each provider whose spend a budget counts needs a price or a spend feed."""
+    """Each provider whose spend a budget counts needs a price or a spend feed (a type
+    whose spend only ever arrives by feed, pushed or pulled, needs neither here)."""
     fed = {
         getattr(feed, "provider", None) for feed in merged.sections.get("spend_feeds", {}).values()
     }
-    for name in merged.sections["providers"]:
+    for name, config in merged.sections["providers"].items():
         if not can_match_provider(budget, name):
             continue
-        if name not in merged.sections["pricing"] and name not in fed:
+        by_feed = "spend_feed" in capabilities.get(config.type, frozenset())
+        if name not in merged.sections["pricing"] and name not in fed and not by_feed:
             loc = (*base, "budget")
             message = (
                 f'budget counts provider "{name}", which has no pricing entry and no spend '

@@ -55,7 +55,13 @@ from warden.providers.base import Capability, ListFilter, Observation, Skipped
 from warden.providers.http import TRANSPORT_ERRORS, raise_for_status, read_json, transport_error
 
 CAPABILITIES = frozenset(
-    {Capability.KILL_SWITCH, Capability.SET_LIMITS, Capability.STOP, Capability.START}
+    {
+        Capability.KILL_SWITCH,
+        Capability.SET_LIMITS,
+        Capability.STOP,
+        Capability.START,
+        Capability.SPEND_FEED,
+    }
 )
 WORKSPACE = "/v1/workspace/"
 KILL_SWITCH = "/v1/workspace/kill-switch"

@@ -28,6 +28,7 @@ class Capability(StrEnum):
     UTILISATION = "utilisation"
     ACTIVITY = "activity"
     SPEND = "spend"
+    SPEND_FEED = "spend_feed"  # its spend arrives through spend feeds (pushed or pulled)
     SET_LIFECYCLE = "set_lifecycle"  # write the platform's own idle termination (Mage)
 
 

@@ -56,6 +56,7 @@ MAX_FEED_RECORDS: Final = 100_000  # in one answer of a feed
 MAX_FEED_BYTES: Final = 16 * 1024 * 1024
 MAX_PROBLEMS: Final = 5  # named in one message; the rest are counted
 _CHUNK: Final = 64 * 1024
+_DECIMAL_TEXT: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # What the OpenAPI document's `format: date-time` means (RFC 3339), zone included:
 # looser parsers would read "1732528800" or a time without a zone.
 _RFC3339: Final = re.compile(
@@ -84,8 +85,12 @@ def _matching(pattern: str, rule: str) -> AfterValidator:
 def parse_amount(value: Any) -> Decimal:
     """A decimal string ("1.25") or a JSON number read as Decimal; never a float."""
     if isinstance(value, str):
-        if re.fullmatch(AMOUNT_PATTERN, value) is None:
-            raise ValueError('expected a decimal string such as "1.25" (at most 9 digits before the point)')
+        if _DECIMAL_TEXT.fullmatch(value) is None:
+            raise ValueError('expected a decimal string such as "1.25"')
+        if value.startswith("-"):
+            raise ValueError("expected an amount of 0 or more")
+        if re.fullmatch(AMOUNT_PATTERN, value) is None:  # what the OpenAPI document says
+            raise ValueError(f"expected an amount under {AMOUNT_LIMIT} USD")
         value = Decimal(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         value = Decimal(value)
@@ -97,10 +102,13 @@ def parse_amount(value: Any) -> Decimal:
         raise ValueError("expected an amount of 0 or more")
     if value >= AMOUNT_LIMIT:
         raise ValueError(f"expected an amount under {AMOUNT_LIMIT} USD")
-    return (value if value else Decimal(0)).quantize(MICRO, rounding=ROUND_HALF_EVEN)
+    value = value if value else Decimal(0)  # -0.0 is 0
+    return value.quantize(MICRO, rounding=ROUND_HALF_EVEN)
 
 
 def _time_text(value: Any) -> Any:
+    if isinstance(value, datetime):  # from Python (the store), not from JSON
+        return value
     if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
         raise ValueError("expected an RFC 3339 time with its zone, such as 2026-11-25T10:00:00Z")
     return value
@@ -114,7 +122,8 @@ def _in_utc(value: datetime) -> datetime:
 
 
 RecordId = Annotated[
-    StrictStr, _matching(RECORD_ID_PATTERN, "expected 1 to 200 printable ASCII characters, no spaces")
+    StrictStr,
+    _matching(RECORD_ID_PATTERN, "expected 1 to 200 printable ASCII characters, no spaces"),
 ]
 RecordText = Annotated[
     StrictStr, _matching(RECORD_TEXT_PATTERN, "expected 1 to 200 characters, no control characters")
@@ -163,9 +172,9 @@ def parse_records(
     data = _json(raw)
     if provider is not None:
         data = _with_provider(data, provider)
-    if isinstance(data, dict) and isinstance(data.get("records"), list):
-        if len(data["records"]) > max_records:
-            raise SpendRecordError(f"records: at most {max_records} in one batch")
+    records = data.get("records") if isinstance(data, dict) else None
+    if isinstance(records, list) and len(records) > max_records:
+        raise SpendRecordError(f"records: at most {max_records} in one batch")
     try:
         return list(_Batch.model_validate(data).records)
     except ValidationError as e:
@@ -264,9 +273,7 @@ class FeedPoller:
     async def _fetch(self) -> list[SpendRecord]:
         body = await self._get()
         try:
-            records = parse_records(
-                body, max_records=MAX_FEED_RECORDS, provider=self.feed.provider
-            )
+            records = parse_records(body, max_records=MAX_FEED_RECORDS, provider=self.feed.provider)
         except SpendRecordError as e:
             raise FeedError(f"bad answer: {e}") from None
         for index, record in enumerate(records):

@@ -1,4 +1,8 @@
-"""`warden spend` output: the ledger rolled up by a scope, as a table or as JSON."""
+"""`warden spend` output: the ledger rolled up by a scope, as a table or as JSON.
+
+The ledger holds what Warden accrued from observed running time; spend records (pushed
+or read from feeds, `spend/feeds.py`) join it as rows of their own (`feed_rows`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from warden.model import WorkspaceId
 from warden.spend.accrual import SpendRow
+from warden.spend.feeds import SpendRecord
 
 CENT = Decimal("0.01")
 
@@ -36,11 +42,32 @@ def totals(rows: Iterable[SpendRow], *, by: str) -> list[Total]:
             amount=sum((r.amount for r in group), Decimal(0)),
             estimated=sum((r.estimated for r in group), Decimal(0)),
             incomplete=any(r.incomplete for r in group),
-            workspaces=len(group),
+            workspaces=len({r.ws for r in group}),  # a workspace may have several owners
         )
         for key, group in sums.items()
     ]
     return sorted(found, key=lambda t: (-t.amount, t.scope))
+
+
+NO_WORKSPACE = "-"  # a record of no workspace counts as `<provider>/-`
+NO_OWNER = ""  # what the ledger holds for an owner a platform does not name
+
+
+def feed_rows(records: Iterable[SpendRecord], *, day: date) -> list[SpendRow]:
+    """Spend records as ledger rows of `day`: one per provider, workspace and owner.
+
+    A record without a workspace counts as the workspace `<provider>/-` (the provider's
+    spend as a whole); one without an owner as the owner "", as the ledger does.
+    Records are exact charges: never estimated, never incomplete.
+    """
+    sums: dict[tuple[WorkspaceId, str], Decimal] = {}
+    for r in records:
+        key = (WorkspaceId(r.provider, r.workspace or NO_WORKSPACE), r.owner or NO_OWNER)
+        sums[key] = sums.get(key, Decimal(0)) + r.amount
+    return [
+        SpendRow(ws=ws, owner=owner, day=day, amount=amount, estimated=Decimal(0), incomplete=False)
+        for (ws, owner), amount in sums.items()
+    ]
 
 
 def spend_table(rows: list[Total], *, day: date, by: str) -> str:

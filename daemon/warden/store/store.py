@@ -45,6 +45,7 @@ from warden.budget.state import WindowState
 from warden.errors import excerpt
 from warden.model import Decision, Event, Memory, State, Verb, Warning, Workspace, WorkspaceId
 from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow
+from warden.spend.feeds import SpendRecord
 from warden.store import lease, migrate
 from warden.store import tables as db
 from warden.store.codec import (
@@ -740,6 +741,53 @@ class Store:
                 for r in rows
             ]
 
+    # ------------------------------------------------------------ spend records (feeds)
+
+    async def add_spend_records(
+        self, records: Sequence[SpendRecord], *, source: str, now: datetime
+    ) -> tuple[int, int]:
+        """Keep each record once per (provider, id); (new, duplicate) counts.
+
+        All or nothing, in one transaction. A duplicate keeps the first copy as it was,
+        even when the second says something else: a record's id names one charge.
+        """
+        if not records:
+            return 0, 0
+        unique = {(r.provider, r.id): r for r in reversed(records)}  # the first copy wins
+        t = db.spend_records
+        stmt = (
+            upsert(t, self._dialect)
+            .on_conflict_do_nothing(index_elements=[t.c.provider, t.c.record_id])
+            .returning(t.c.record_id)
+        )
+        values = [_record_values(r, source, now) for r in unique.values()]
+        async with self._write() as conn:
+            new = len((await conn.execute(stmt, values)).all())
+        return new, len(records) - new
+
+    async def spend_records_between(self, start: datetime, end: datetime) -> list[SpendRecord]:
+        """The records incurred from `start` (inclusive) to `end` (exclusive), oldest first."""
+        t = db.spend_records
+        query = (
+            select(t)
+            .where(t.c.at >= start, t.c.at < end)
+            .order_by(t.c.at, t.c.provider, t.c.record_id)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            SpendRecord(
+                id=r.record_id,
+                provider=r.provider,
+                workspace=r.native_id,
+                owner=r.owner,
+                amount=Decimal(r.amount),
+                currency=r.currency,
+                at=r.at,
+            )
+            for r in rows
+        ]
+
     # ------------------------------------------------------------ budgets
 
     async def snapshots(self) -> dict[WorkspaceId, Workspace]:
@@ -800,6 +848,20 @@ class Store:
         """Give up the lease if `holder` has it; True if it did."""
         async with self._write() as conn:
             return await lease.release(conn, name=name, holder=holder)
+
+
+def _record_values(record: SpendRecord, source: str, now: datetime) -> dict[str, Any]:
+    return {
+        "provider": record.provider,
+        "record_id": record.id,
+        "native_id": record.workspace,
+        "owner": record.owner,
+        "amount": record.amount,
+        "currency": record.currency,
+        "at": record.at,
+        "source": source,
+        "received_at": now,
+    }
 
 
 def _check_sqlite_directory(url: str) -> None:

@@ -287,6 +287,26 @@ spend_ledger = Table(
     Index(None, "zone", "day"),
 )
 
+# ---------------------------------------------------------------- spend records (0005)
+# Spend Warden cannot observe, pushed to POST /v1/spend or read from a spend feed
+# (`spend/feeds.py`). The record's own id is the key within its provider: a record
+# sent twice is kept once. `native_id` is None for spend of the provider as a whole;
+# `source` is "push" or the feed's name.
+spend_records = Table(
+    "spend_records",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("record_id", String, primary_key=True),
+    Column("native_id", String),
+    Column("owner", String),
+    Column("amount", Numeric(18, 6), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("source", String, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index(None, "at"),
+)
+
 # ---------------------------------------------------------------- budgets (0006)
 # One row per budget, scope value and window: which thresholds have fired (each fires
 # once per window), what Warden did for it (to undo at the reset, and nothing else),
