@@ -220,7 +220,7 @@ class Daemon:
         tb: TracebackType | None,
     ) -> None:
         if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+            await self._drain()  # no job may still use the store or HTTP once they close
         for provider in self.providers.values():
             await provider.aclose()
         if self._http is not None:
@@ -274,7 +274,9 @@ class Daemon:
         window = sample_window(self.rules)
         memory = await store.load_memory(name, samples_since=now - window if window else None)
         phases.mark("remember")
-        review = await self._budget_keeper().review(self.policies.budgets, now=now)
+        review = await self._budget_keeper().review(
+            self.policies.budgets, now=now, observed=observation
+        )
         for standing in review.standings:
             self.metrics.budget_standing(
                 standing.budget.name, standing.scope, standing.spent, standing.limit

@@ -28,6 +28,7 @@ from warden.events import catalogue as ev
 from warden.model import Decision, Event, Verb, Workspace, WorkspaceId
 from warden.policy.models import BudgetPolicy
 from warden.policy.selector import covers
+from warden.providers.base import Observation
 from warden.spend.accrual import LEDGER_ZONE
 from warden.spend.feeds import SpendRecord
 from warden.store import Store
@@ -68,18 +69,34 @@ class BudgetKeeper:
         self._store = store
         self._lock = anyio.Lock()
 
-    async def review(self, budgets: Sequence[BudgetPolicy], *, now: datetime) -> Review:
-        """Where every budget stands; newly fired thresholds are saved and told."""
+    async def review(
+        self,
+        budgets: Sequence[BudgetPolicy],
+        *,
+        now: datetime,
+        observed: Observation | None = None,
+    ) -> Review:
+        """Where every budget stands; newly fired thresholds are saved and told.
+
+        `observed` is the cycle's own listing: its snapshots are used as they are, and
+        only the other providers' are read from the store.
+        """
         if not budgets:
             return Review()
         async with self._lock:
-            return await self._review(budgets, now)
+            return await self._review(budgets, now, observed)
 
-    async def _review(self, budgets: Sequence[BudgetPolicy], now: datetime) -> Review:
+    async def _review(
+        self, budgets: Sequence[BudgetPolicy], now: datetime, observed: Observation | None
+    ) -> Review:
         review = Review()
         known = await self._store.budget_windows(open_at=now, pending_undo=True)
         review.states = {s.key: s for s in known}
-        snapshots = await self._store.snapshots()
+        snapshots = await self._store.snapshots(
+            besides=observed.provider if observed is not None else None
+        )
+        if observed is not None:
+            snapshots.update((ws.id, ws) for ws in observed.workspaces)
         rates = await self._store.spend_rates()
         changed: list[WindowState] = []
         events: list[Event] = []

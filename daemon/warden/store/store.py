@@ -790,10 +790,13 @@ class Store:
 
     # ------------------------------------------------------------ budgets
 
-    async def snapshots(self) -> dict[WorkspaceId, Workspace]:
-        """The latest snapshot of every known workspace, of every provider."""
+    async def snapshots(self, *, besides: str | None = None) -> dict[WorkspaceId, Workspace]:
+        """The latest snapshot of every known workspace of every provider (but `besides`)."""
+        query = select(db.workspaces)
+        if besides is not None:
+            query = query.where(db.workspaces.c.provider != besides)
         async with self._read() as conn:
-            rows = (await conn.execute(select(db.workspaces))).all()
+            rows = (await conn.execute(query)).all()
         found = (snapshot_from_row(WorkspaceRow(**row._mapping)) for row in rows)
         return {ws.id: ws for ws in found if ws is not None}
 
