@@ -20,9 +20,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from warden.clock import ManualClock
+from warden.commands import budget_line, explanation
 from warden.daemon import Daemon, load_policy_set
 from warden.events import catalogue as ev
-from warden.model import Event
+from warden.model import Event, WorkspaceId
 from warden.settings import Settings
 from warden.sim.agentrun import AgentRunSim
 from warden.sim.coder import CoderSim
@@ -140,6 +141,21 @@ async def test_a_day_of_budgets_fires_each_threshold_once_and_undoes_at_midnight
     next_midnight = MIDNIGHT + timedelta(hours=24)
     async with rig.daemon() as first:
         await _run(rig, first, noon, kill_switch)
+        assert first.store is not None
+        report = await explanation(
+            first.store, WorkspaceId("coder", rig.ids["alice"]), first.policies, now=rig.clock()
+        )
+    assert report is not None
+    team, org = report["budgets"]
+    assert (team["budget"], team["scope"], team["limit"]) == ("team-daily", "alice", "10")
+    assert [t["fired"] for t in team["thresholds"]] == [True, True, True]  # 80%, forecast, 100%
+    assert Decimal(team["workspace_spent"]) == Decimal(team["spent"])  # her only workspace
+    assert (org["budget"], org["scope"], org["thresholds"][0]["fired"]) == (
+        "org-daily",
+        "all",
+        False,
+    )
+    assert budget_line(team).startswith("budget team-daily (owner alice): $10.")
     async with rig.daemon() as second:  # a restart in the middle of the day
         await _run(rig, second, next_midnight, kill_switch)
         assert second.store is not None
