@@ -35,6 +35,12 @@ POLICIES = """
 version: 1
 providers:
   coder: {type: coder, url: "%(url)s", token: "${CODER_TOKEN}", poll_interval: 1h}
+pricing:
+  coder: {usd_per_credit: 0.10}
+budgets:
+  - name: team-daily
+    budget: {per: owner, window: day, limit_usd: 1, timezone: Europe/Berlin}
+    thresholds: [{at: 50%%}, {at: 100%%, forecast: true}]
 policies:
   - name: idle-dev
     when: {idle_for: 2h}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -383,6 +384,30 @@ async def test_explain_shows_the_record_memory_and_decisions(polled: AdminRig):
 async def test_explain_of_an_unknown_workspace_is_a_404(polled: AdminRig):
     status, body, _ = await polled.call("GET", "/v1/workspaces/coder/no-such-id/explain")
     assert (status, error_code(body)) == (404, "not_found")
+
+
+# ---------------------------------------------------------------- budgets
+
+
+async def test_budgets_show_each_owners_spend_share_and_thresholds(polled: AdminRig):
+    polled.clock.advance(hours=1)
+    await polled.daemon.run_cycle()
+    status, body, _ = await polled.call("GET", "/v1/budgets", token=READ_TOKEN)
+    assert status == 200
+    by_owner = {item["scope"]: item for item in body["items"]}
+    assert set(by_owner) == {"alice", "bob", "carol"}  # bob-off, stopped, costs nothing
+    hourly = Decimal(10) * Decimal("0.10") / 24  # a workspace of 10 credits a day
+    alice = by_owner["alice"]
+    spent = Decimal(alice["spent"])  # alice-idle and alice-busy, for an hour
+    assert abs(spent - 2 * hourly) < Decimal("0.00001")  # the ledger keeps 6 places
+    assert (alice["budget"], alice["limit"], alice["timezone"]) == (
+        "team-daily",
+        "1",
+        "Europe/Berlin",
+    )
+    assert alice["percent"] == f"{(spent * 100).quantize(Decimal('0.1'))}%"
+    assert [t["at"] for t in alice["thresholds"]] == ["50%", "100%"]
+    assert alice["thresholds"][0]["fired"] is False  # $0.08 of $1
 
 
 # ---------------------------------------------------------------- events

@@ -228,6 +228,32 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
+        "BudgetPage": {
+            "type": "object",
+            "required": ["items"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["budget", "scope", "spent", "limit", "percent", "thresholds"],
+                        "properties": {
+                            "budget": {"type": "string"},
+                            "per": {"type": "string"},
+                            "scope": {"type": "string"},
+                            "window_start": _TIME,
+                            "window_end": _TIME,
+                            "spent": {"type": "string", "description": "USD, exact"},
+                            "limit": {"type": "string", "description": "USD, exact"},
+                            "percent": {"type": "string", "example": "82.5%"},
+                            "projected": {"type": "string", "description": "USD at the end"},
+                            "thresholds": {"type": "array", "items": {"type": "object"}},
+                        },
+                    },
+                }
+            },
+        },
         "Event": {
             "type": "object",
             "required": ["seq", "id", "type", "subject", "time", "severity", "data"],
@@ -539,6 +565,16 @@ def _daemon_paths() -> dict[str, Any]:
                 "security": _BEARER,
                 "parameters": events_params,
                 "responses": {"200": _json(_ref("EventPage"), "one page"), **_ERRORS_READ},
+            }
+        },
+        "/v1/budgets": {
+            "get": {
+                "operationId": "listBudgets",
+                "summary": "Every budget's scope values now: spent, limit, share, burn, "
+                "projection to the window's end, and the thresholds fired in this window.",
+                "tags": ["budgets"],
+                "security": _BEARER,
+                "responses": {"200": _json(_ref("BudgetPage"), "every budget"), **_ERRORS_READ},
             }
         },
         "/v1/policies/reload": {

@@ -41,6 +41,7 @@ from pydantic import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from warden.budget.keeper import BudgetKeeper
 from warden.clock import Clock, utc_now
 from warden.errors import excerpt
 from warden.events import catalogue as ev
@@ -471,6 +472,7 @@ class AdminApi:
             web.get("/v1/workspaces/{provider}/{id}/explain", self.explain),
             web.post("/v1/workspaces/{provider}/{id}/snooze", self.snooze),
             web.get("/v1/events", self.events),
+            web.get("/v1/budgets", self.budgets),
             web.post("/v1/policies/reload", self.reload),
             web.get("/v1/dry-run", self.get_dry_run),
             web.post("/v1/dry-run", self.set_dry_run),
@@ -540,6 +542,11 @@ class AdminApi:
                 "next": self._link(request, following) if len(rows) > limit else None,
             }
         )
+
+    async def budgets(self, _request: web.Request) -> web.Response:
+        keeper = BudgetKeeper(self._store())
+        items = await keeper.overview(self._backend.policies.budgets, now=self._clock())
+        return web.json_response({"items": items})
 
     async def explain(self, request: web.Request) -> web.Response:
         ws = _workspace_id(request)

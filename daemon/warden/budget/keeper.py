@@ -127,22 +127,30 @@ class BudgetKeeper:
     ) -> list[dict[str, Any]]:
         """The budgets `ws` counts toward, and how close each is, for `warden explain`."""
         counted = [b for b in budgets if covers(b, ws) and scope_of(b.budget.per, ws) is not None]
-        if not counted:
+        return [
+            standing_json(standing, now) | {"workspace_spent": str(_spent_by(standing, ws))}
+            for standing in await self.current(counted, now=now)
+            if standing.scope == scope_of(standing.budget.budget.per, ws)
+        ]
+
+    async def overview(
+        self, budgets: Sequence[BudgetPolicy], *, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Every budget's scope values with spend or burn now, for the admin API."""
+        return [standing_json(s, now) for s in await self.current(budgets, now=now)]
+
+    async def current(self, budgets: Sequence[BudgetPolicy], *, now: datetime) -> list[Standing]:
+        """Where `budgets` stand now, as the last review saved them; reads, never writes."""
+        if not budgets:
             return []
-        known = await self._store.budget_windows(open_at=now)
-        states = {s.key: s for s in known}
+        states = {s.key: s for s in await self._store.budget_windows(open_at=now)}
         snapshots = await self._store.snapshots()
-        snapshots.setdefault(ws.id, ws)
         rates = await self._store.spend_rates()
         found = []
-        for budget in counted:
-            scope = scope_of(budget.budget.per, ws)
+        for budget in budgets:
             current = self._current_states(states, budget, now)
-            for standing in standings(
-                budget, await self._charges(budget, now), snapshots, rates, current, now=now
-            ):
-                if standing.scope == scope:
-                    found.append(_explained(standing, ws, now))
+            charges = await self._charges(budget, now)
+            found.extend(standings(budget, charges, snapshots, rates, current, now=now))
         return found
 
     async def _charges(self, budget: BudgetPolicy, now: datetime) -> list[Charge]:
@@ -238,11 +246,17 @@ class BudgetKeeper:
             await self._store.save_budget_windows(list(touched.values()), events)
 
 
-def _explained(standing: Standing, ws: Workspace, now: datetime) -> dict[str, Any]:
+def _spent_by(standing: Standing, ws: Workspace) -> Decimal:
+    return dict(standing.spenders).get(ws.id, Decimal(0))
+
+
+def standing_json(standing: Standing, now: datetime) -> dict[str, Any]:
+    """One budget's scope value now: spend, share, burn, projection, thresholds fired.
+
+    What fired is what the store holds (the last review), not what would fire now.
+    """
     fired = standing.state.fired if standing.state else ()
-    own = dict(standing.spenders).get(ws.id, Decimal(0))
     return budget_facts(standing) | {
-        "workspace_spent": str(own),
         "percent": f"{standing.percent.quantize(Decimal('0.1'))}%",
         "burn_per_hour": str(standing.burn_per_hour),
         "projected": str(standing.projected(now).quantize(Decimal("0.01"))),
