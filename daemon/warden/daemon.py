@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -116,6 +117,31 @@ class ProviderStatus:
     unreachable: bool = False
 
 
+class InFlight:
+    """Counts the store-using jobs that are running, so that a shutdown can wait for
+    them: a job cut off mid-write would answer a store (or loop) already closed."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @asynccontextmanager
+    async def job(self) -> AsyncIterator[None]:
+        if self._count == 0:
+            self._idle = anyio.Event()
+        self._count += 1
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
 class Phases:
     """How long each part of a cycle took, for the cycle's log line (monotonic clock)."""
 
@@ -182,6 +208,7 @@ class Daemon:
         self.leader = False  # only the replica holding the lease decides, acts and delivers
         self._term: anyio.Event | None = None  # ends this replica's delivery when it stops leading
         self.metrics = metrics or Metrics()
+        self._in_flight = InFlight()  # lease renewals, feed polls, policy watches
 
     # ------------------------------------------------------------ lifecycle
 
@@ -456,9 +483,10 @@ class Daemon:
         """Take or keep the leader lease; with several replicas on one database, one acts."""
         now = now or self._clock()
         was = self.leader
-        self.leader = await self._store().try_acquire_lease(
-            LEASE, self.settings.replica_id, now, LEASE_TTL
-        )
+        async with self._in_flight.job():
+            self.leader = await self._store().try_acquire_lease(
+                LEASE, self.settings.replica_id, now, LEASE_TTL
+            )
         if self.leader != was:
             log.info(
                 "lease.acquired" if self.leader else "lease.lost", replica=self.settings.replica_id
@@ -546,7 +574,8 @@ class Daemon:
         now = self._clock()
         if not self.leader and not await self.renew_lease(now):
             return
-        await poller.poll_once(now)
+        async with self._in_flight.job():
+            await poller.poll_once(now)
         self._events_written()
 
     def _schedule_due_jobs(self, name: str, result: CycleResult, now: datetime) -> None:
@@ -641,7 +670,8 @@ class Daemon:
         mtimes = snapshot_mtimes(self.settings.policy_path)
         if mtimes != self._mtimes:
             self._mtimes = mtimes
-            await self.reload()
+            async with self._in_flight.job():
+                await self.reload()
 
     # ------------------------------------------------------------ running
 
@@ -686,13 +716,15 @@ class Daemon:
         )
 
     async def _drain(self) -> None:
-        """Let in-flight cycles finish (their actions are recorded), within the grace period."""
+        """Let in-flight cycles finish (their actions are recorded) and the other jobs
+        that use the store, within the grace period."""
         assert self._scheduler is not None
         self._scheduler.pause()
         with anyio.move_on_after(SHUTDOWN_GRACE):
             for lock in self._locks.values():
                 async with lock:
                     pass
+            await self._in_flight.idle()
         self._scheduler.shutdown(wait=False)
 
     async def _signals(self, stop: anyio.Event, _scope: Any) -> None:
