@@ -392,20 +392,20 @@ def spent_alice() -> list[Standing]:
 
 
 def test_a_spent_budget_stops_the_largest_spenders_first():
-    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")], now=NOW)
+    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")])
     assert acts(enforced.decisions) == [("a2", Verb.STOP), ("a3", Verb.STOP), ("a1", Verb.STOP)]
     assert {d.policy for d in enforced.decisions} == {"team-daily"}
 
 
 def test_a_busy_or_transitioning_workspace_is_not_stopped():
     snapshots = [ws("a1"), ws("a2", busy=True), ws("a3", transitioning=True)]
-    enforced = enforcement(spent_alice(), snapshots, now=NOW)
+    enforced = enforcement(spent_alice(), snapshots)
     assert acts(enforced.decisions) == [("a1", Verb.STOP)]
 
 
 def test_a_budget_under_its_limit_does_nothing():
     [standing] = stand(budget(), [charge("a1", "49.99")], [ws("a1")])
-    enforced = enforcement([standing], [ws("a1")], now=NOW)
+    enforced = enforcement([standing], [ws("a1")])
     assert enforced.decisions == []
     assert enforced.held == {}
 
@@ -422,18 +422,18 @@ def resume(native: str, policy_name: str = "office") -> Decision:
 def test_combine_drops_a_schedules_resume_of_a_workspace_a_spent_budget_holds():
     snapshots = [ws("a1", state=State.STOPPED), ws("b1", owner="bob", state=State.STOPPED)]
     standing = stand(budget(), [charge("a1", "60")], snapshots)
-    enforced = enforcement(standing, snapshots, now=NOW)
+    enforced = enforcement(standing, snapshots)
     combined = combine([resume("a1"), resume("b1")], enforced, [], allowance=10)
     assert acts(combined) == [("b1", Verb.RESUME)]
 
 
 def test_combine_keeps_at_most_the_allowance_of_budget_stops_largest_first():
-    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")], now=NOW)
+    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")])
     assert acts(combine([], enforced, [], allowance=2)) == [("a2", Verb.STOP), ("a3", Verb.STOP)]
 
 
 def test_a_policys_own_stop_uses_up_the_allowance_first():
-    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")], now=NOW)
+    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")])
     own = Decision(
         kind=DecisionKind.ACT,
         workspace=WorkspaceId("coder-prod", "x1"),
@@ -447,7 +447,7 @@ def test_a_policys_own_stop_uses_up_the_allowance_first():
 
 
 def test_combine_adds_no_budget_stop_for_a_workspace_a_policy_already_stops():
-    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")], now=NOW)
+    enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")])
     own = Decision(
         kind=DecisionKind.ACT,
         workspace=WorkspaceId("coder-prod", "a2"),
@@ -464,7 +464,7 @@ def test_combine_adds_no_budget_stop_for_a_workspace_a_policy_already_stops():
 
 def test_a_dry_run_budgets_stops_are_not_trimmed_by_the_allowance():
     standing = stand(budget(dry_run=True), [charge("a1", "30"), charge("a2", "30")], [])
-    enforced = enforcement(standing, [ws("a1"), ws("a2")], now=NOW)
+    enforced = enforcement(standing, [ws("a1"), ws("a2")])
     combined = combine([], enforced, [], allowance=0)
     assert [(d.workspace.native, d.dry_run) for d in combined] == [("a1", True), ("a2", True)]
 
@@ -527,12 +527,12 @@ def test_an_empty_enforcement_leaves_the_policies_decisions_alone():
 def test_the_largest_spender_goes_first_across_scope_values():
     snapshots = [ws("a1"), ws("b1", owner="bob")]
     charges = [charge("a1", "51"), charge("b1", "500", owner="bob")]
-    enforced = enforcement(stand(budget(), charges, snapshots), snapshots, now=NOW)
+    enforced = enforcement(stand(budget(), charges, snapshots), snapshots)
     assert acts(combine([], enforced, [], allowance=1)) == [("b1", Verb.STOP)]
 
 
 def test_a_policys_dry_run_stop_does_not_cancel_a_budgets_real_stop():
-    enforced = enforcement(spent_alice(), [ws("a2")], now=NOW)
+    enforced = enforcement(spent_alice(), [ws("a2")])
     planned = Decision(
         kind=DecisionKind.ACT,
         workspace=WorkspaceId("coder-prod", "a2"),

@@ -359,13 +359,7 @@ class Actuator:
         self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome
     ) -> set[int]:
         """Too many disruptive actions in one cycle means something is wrong: act on none."""
-        disruptive = [
-            d
-            for d in decisions
-            if d.kind is DecisionKind.ACT
-            and d.verb in DISRUPTIVE
-            and not (d.dry_run or cycle.dry_run)
-        ]
+        disruptive = [d for d in decisions if counts_toward_blast_radius(d, dry_run=cycle.dry_run)]
         running = sum(1 for ws in cycle.snapshots.values() if ws.state == "running")
         limit = allowed_actions(cycle.rules, running)
         if len(disruptive) <= limit:
@@ -406,6 +400,15 @@ def _degraded_event(cycle: Cycle, decision: Decision, missing: str, error: str) 
             "missing": missing,
             "error": error,
         },
+    )
+
+
+def counts_toward_blast_radius(decision: Decision, *, dry_run: bool = False) -> bool:
+    """A real stop or resume (not planned in a dry run) is what the blast radius counts."""
+    return (
+        decision.kind is DecisionKind.ACT
+        and decision.verb in DISRUPTIVE
+        and not (decision.dry_run or dry_run)
     )
 
 

@@ -374,7 +374,7 @@ class Daemon:
         """The policies' decisions with what the budgets do to this provider's workspaces."""
         if not self.policies.budgets:
             return decisions, []
-        enforced = enforcement(review.standings, observation.workspaces, now=now)
+        enforced = enforcement(review.standings, observation.workspaces)
         snapshots = {ws.id: ws for ws in observation.workspaces}
         undone = undo(review.ended, snapshots, memory, self.rules, now=now)
         running = sum(1 for ws in observation.workspaces if ws.state == "running")

@@ -17,9 +17,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from warden.actuator import DISRUPTIVE
+from warden.actuator import counts_toward_blast_radius
 from warden.budget.evaluate import Standing, acting_thresholds, scope_of
-from warden.budget.state import Acted, WindowState
+from warden.budget.state import Acted, WindowKey, WindowState
 from warden.model import (
     EMPTY_MEMORY,
     Decision,
@@ -44,7 +44,7 @@ class Undo:
 
     decisions: list[Decision] = field(default_factory=list)
     # (window key, acted) that has nothing left to undo (resumed by someone, gone)
-    settled: list[tuple[tuple[str, str, datetime], Acted]] = field(default_factory=list)
+    settled: list[tuple[WindowKey, Acted]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -55,9 +55,7 @@ class Enforcement:
     held: dict[WorkspaceId, str] = field(default_factory=dict)  # → the budget holding it
 
 
-def enforcement(
-    standings: Sequence[Standing], snapshots: Sequence[Workspace], *, now: datetime
-) -> Enforcement:
+def enforcement(standings: Sequence[Standing], snapshots: Sequence[Workspace]) -> Enforcement:
     """Actions the fired thresholds of the current windows call for on these workspaces."""
     result = Enforcement()
     for standing in standings:
@@ -66,7 +64,7 @@ def enforcement(
             targets = _targets(standing, threshold, snapshots)
             if threshold.do != "throttle":
                 result.held.update((ws.id, standing.budget.name) for ws in targets)
-            result.decisions.extend(_acts(standing, threshold, targets, now))
+            result.decisions.extend(_acts(standing, threshold, targets))
     result.decisions = _once_per_workspace(result.decisions)
     return result
 
@@ -93,10 +91,10 @@ def combine(
             d.kind is DecisionKind.ACT and d.verb is Verb.RESUME and d.workspace in enforced.held
         )
     ]
-    changing = {d.workspace for d in kept if _counts(d)}
+    changing = {d.workspace for d in kept if counts_toward_blast_radius(d)}
     budget = [d for d in (*enforced.decisions, *undo) if d.workspace not in changing]
-    room = max(allowance - sum(1 for d in kept if _counts(d)), 0)
-    disruptive = sorted((d for d in budget if _counts(d)), key=_largest_first)
+    room = max(allowance - sum(1 for d in kept if counts_toward_blast_radius(d)), 0)
+    disruptive = sorted((d for d in budget if counts_toward_blast_radius(d)), key=_largest_first)
     waiting = {id(d) for d in disruptive[room:]}
     return kept + [d for d in budget if id(d) not in waiting]
 
@@ -106,13 +104,8 @@ def _largest_first(d: Decision) -> tuple[Decimal, WorkspaceId]:
     return (-Decimal(str(d.facts.get("workspace_spent", 0))), d.workspace)
 
 
-def _counts(d: Decision) -> bool:
-    """Whether `d` counts toward the blast radius (a real stop or resume)."""
-    return d.kind is DecisionKind.ACT and d.verb in DISRUPTIVE and not d.dry_run
-
-
 def _acts(
-    standing: Standing, threshold: Threshold, targets: Sequence[Workspace], now: datetime
+    standing: Standing, threshold: Threshold, targets: Sequence[Workspace]
 ) -> Iterator[Decision]:
     acted = {(a.workspace, a.verb) for a in standing.state.acted} if standing.state else set()
     verb = Verb.THROTTLE if threshold.do == "throttle" else Verb.STOP
@@ -122,7 +115,7 @@ def _acts(
         if (verb is Verb.STOP and ws.state is State.RUNNING) or (
             verb is Verb.THROTTLE and (ws.id, verb) not in acted
         ):
-            yield _decision(standing, threshold, ws, verb, now)
+            yield _decision(standing, threshold, ws, verb)
 
 
 def _targets(
@@ -142,9 +135,7 @@ def _targets(
     return sorted(chosen, key=lambda ws: (-spent.get(ws.id, Decimal(0)), ws.id))
 
 
-def _decision(
-    standing: Standing, threshold: Threshold, ws: Workspace, verb: Verb, now: datetime
-) -> Decision:
+def _decision(standing: Standing, threshold: Threshold, ws: Workspace, verb: Verb) -> Decision:
     budget = standing.budget
     spent = dict(standing.spenders).get(ws.id, Decimal(0))
     facts: dict[str, Any] = budget_facts(standing) | {
@@ -170,6 +161,11 @@ def _decision(
         dry_run=budget.dry_run,
         facts=facts,
     )
+
+
+def percent_text(standing: Standing) -> str:
+    """Spent as a share of the limit, as events and explanations print it: "82.5%"."""
+    return f"{standing.percent.quantize(Decimal('0.1'))}%"
 
 
 def budget_facts(standing: Standing) -> dict[str, Any]:

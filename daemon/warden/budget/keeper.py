@@ -20,9 +20,9 @@ import anyio
 import structlog
 
 from warden.actuator import CycleOutcome
-from warden.budget.enforce import budget_facts
+from warden.budget.enforce import budget_facts, percent_text
 from warden.budget.evaluate import HUNDRED, Charge, Standing, scope_of, standings
-from warden.budget.state import Acted, WindowState
+from warden.budget.state import Acted, WindowKey, WindowState
 from warden.budget.windows import window_at
 from warden.events import catalogue as ev
 from warden.model import Decision, Event, Verb, Workspace, WorkspaceId
@@ -38,7 +38,6 @@ log = structlog.get_logger(__name__)
 UNDOES = {Verb.RESUME: Verb.STOP, Verb.RESTORE: Verb.THROTTLE}
 FEED_BURN = timedelta(hours=1)  # fed spend this recent counts as the scope's hourly burn
 FEED_WHOLE_PROVIDER = "-"  # the workspace of a fed record that names none
-WindowKey = tuple[str, str, datetime]
 Settled = tuple[WindowKey, Acted]  # an action with nothing left to undo
 
 
@@ -97,24 +96,15 @@ class BudgetKeeper:
         )
         if observed is not None:
             snapshots.update((ws.id, ws) for ws in observed.workspaces)
-        rates = await self._store.spend_rates()
+        review.standings = await self._evaluate(budgets, review.states, snapshots, now)
         changed: list[WindowState] = []
         events: list[Event] = []
-        for budget in budgets:
-            for standing in standings(
-                budget,
-                await self._charges(budget, now),
-                snapshots,
-                rates,
-                self._current_states(review.states, budget, now),
-                now=now,
-            ):
-                review.standings.append(standing)
-                if standing.fired:
-                    state = _state_of(standing).firing(standing.fired)
-                    review.states[state.key] = state
-                    changed.append(state)
-                    events.extend(_crossed(standing, i, now) for i in standing.fired)
+        for standing in review.standings:
+            if standing.fired:
+                state = _state_of(standing).firing(standing.fired)
+                review.states[state.key] = state
+                changed.append(state)
+                events.extend(_crossed(standing, i, now) for i in standing.fired)
         changed.extend(self._settle_quiet_ends(review, now, events))
         review.ended = [s for s in review.states.values() if s.window_end <= now and not s.undone]
         if changed:
@@ -144,7 +134,16 @@ class BudgetKeeper:
         if not budgets:
             return []
         states = {s.key: s for s in await self._store.budget_windows(open_at=now)}
-        snapshots = await self._store.snapshots()
+        return await self._evaluate(budgets, states, await self._store.snapshots(), now)
+
+    async def _evaluate(
+        self,
+        budgets: Sequence[BudgetPolicy],
+        states: Mapping[WindowKey, WindowState],
+        snapshots: Mapping[WorkspaceId, Workspace],
+        now: datetime,
+    ) -> list[Standing]:
+        """Every budget's standings in its current window, against the stored states."""
         rates = await self._store.spend_rates()
         found = []
         for budget in budgets:
@@ -257,7 +256,7 @@ def standing_json(standing: Standing, now: datetime) -> dict[str, Any]:
     """
     fired = standing.state.fired if standing.state else ()
     return budget_facts(standing) | {
-        "percent": f"{standing.percent.quantize(Decimal('0.1'))}%",
+        "percent": percent_text(standing),
         "burn_per_hour": str(standing.burn_per_hour),
         "projected": str(standing.projected(now).quantize(Decimal("0.01"))),
         "thresholds": [
@@ -299,7 +298,7 @@ def _crossed(standing: Standing, index: int, now: datetime) -> Event:
         "policy": standing.budget.name,
         "threshold": index,
         "at": f"{threshold.at}%",
-        "percent": f"{(standing.percent).quantize(Decimal('0.1'))}%",
+        "percent": percent_text(standing),
         "forecast": threshold.forecast,
         "projected": str(standing.projected(now).quantize(Decimal("0.000001"))),
         "action": threshold.do,

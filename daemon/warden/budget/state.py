@@ -9,6 +9,8 @@ from typing import Any
 
 from warden.model import Verb, WorkspaceId
 
+WindowKey = tuple[str, str, datetime]  # (budget, scope value, window start)
+
 
 @dataclass(frozen=True, slots=True)
 class Acted:
@@ -42,7 +44,7 @@ class WindowState:
     undone: bool = False
 
     @property
-    def key(self) -> tuple[str, str, datetime]:
+    def key(self) -> WindowKey:
         return (self.budget, self.scope, self.window_start)
 
     def firing(self, indices: tuple[int, ...]) -> WindowState:

@@ -28,6 +28,7 @@ from warden.model import (
     Workspace,
     WorkspaceId,
 )
+from warden.spend.feeds import SpendRecord
 from warden.store.period import Period
 from warden.store.rows import ActionRecord, Outcome, StoredDecision, WorkspaceRow
 
@@ -209,6 +210,32 @@ def decision_of(row: Row[Any]) -> StoredDecision:
         due_at=row.due_at,
         dry_run=row.dry_run,
         facts=row.facts,
+    )
+
+
+def spend_record_values(record: SpendRecord, source: str, now: datetime) -> dict[str, Any]:
+    return {
+        "provider": record.provider,
+        "record_id": record.id,
+        "native_id": record.workspace,
+        "owner": record.owner,
+        "amount": record.amount,
+        "currency": record.currency,
+        "at": record.at,
+        "source": source,
+        "received_at": now,
+    }
+
+
+def spend_record_of(row: Row[Any]) -> SpendRecord:
+    return SpendRecord(
+        id=row.record_id,
+        provider=row.provider,
+        workspace=row.native_id,
+        owner=row.owner,
+        amount=Decimal(row.amount),
+        currency=row.currency,
+        at=row.at,
     )
 
 

@@ -56,6 +56,8 @@ from warden.store.codec import (
     memory_of,
     observed_values,
     snapshot_from_row,
+    spend_record_of,
+    spend_record_values,
     warning_of,
     window_state_of,
     window_state_values,
@@ -760,7 +762,7 @@ class Store:
             .on_conflict_do_nothing(index_elements=[t.c.provider, t.c.record_id])
             .returning(t.c.record_id)
         )
-        values = [_record_values(r, source, now) for r in unique.values()]
+        values = [spend_record_values(r, source, now) for r in unique.values()]
         async with self._write() as conn:
             new = len((await conn.execute(stmt, values)).all())
         return new, len(records) - new
@@ -775,18 +777,7 @@ class Store:
         )
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            SpendRecord(
-                id=r.record_id,
-                provider=r.provider,
-                workspace=r.native_id,
-                owner=r.owner,
-                amount=Decimal(r.amount),
-                currency=r.currency,
-                at=r.at,
-            )
-            for r in rows
-        ]
+        return [spend_record_of(r) for r in rows]
 
     # ------------------------------------------------------------ budgets
 
@@ -851,20 +842,6 @@ class Store:
         """Give up the lease if `holder` has it; True if it did."""
         async with self._write() as conn:
             return await lease.release(conn, name=name, holder=holder)
-
-
-def _record_values(record: SpendRecord, source: str, now: datetime) -> dict[str, Any]:
-    return {
-        "provider": record.provider,
-        "record_id": record.id,
-        "native_id": record.workspace,
-        "owner": record.owner,
-        "amount": record.amount,
-        "currency": record.currency,
-        "at": record.at,
-        "source": source,
-        "received_at": now,
-    }
 
 
 def _check_sqlite_directory(url: str) -> None:
