@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import anyio.to_thread
 import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -32,7 +33,7 @@ from warden.actuator import Actuator, Cycle, CycleOutcome, allowed_actions
 from warden.budget.enforce import combine, enforcement, undo
 from warden.budget.keeper import BudgetKeeper, Review, Settled, ledger_zones
 from warden.clock import Clock, monotonic, utc_now
-from warden.errors import ProviderError
+from warden.errors import ProviderError, excerpt
 from warden.events import catalogue as ev
 from warden.events.dispatcher import Dispatcher
 from warden.events.envelope import source_for
@@ -617,9 +618,14 @@ class Daemon:
         """Load the policy files again; a bad set is rejected and the last good one stays."""
         now = self._clock()
         try:
-            policies = load_policy_set(self.settings, self._env)
-        except PolicyError as e:
-            problems = [str(p) for p in e.problems]
+            # Off the event loop: a large file must not stall health checks or actions.
+            policies = await anyio.to_thread.run_sync(load_policy_set, self.settings, self._env)
+        except Exception as e:  # whatever went wrong, the last good set stays in force
+            problems = (
+                [str(p) for p in e.problems]
+                if isinstance(e, PolicyError)
+                else [f"the policy files could not be loaded: {type(e).__name__}: {e}"]
+            )
             log.error("policy.rejected", problems=problems)
             self.metrics.policy_reload(ok=False)
             await self._store().add_events(
@@ -671,7 +677,14 @@ class Daemon:
         if mtimes != self._mtimes:
             self._mtimes = mtimes
             async with self._in_flight.job():
-                await self.reload()
+                await self._reload_safely()
+
+    async def _reload_safely(self) -> None:
+        """A reload that fails for any reason (even writing its event) never ends the daemon."""
+        try:
+            await self.reload()
+        except Exception as e:
+            log.error("policy.reload_failed", error=excerpt(f"{type(e).__name__}: {e}"))
 
     # ------------------------------------------------------------ running
 
@@ -732,7 +745,7 @@ class Daemon:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     self._notifier.reloading()
-                    await self.reload()
+                    await self._reload_safely()
                     self._notifier.send(READY="1", STATUS="policies reloaded")
                 else:
                     stop.set()
