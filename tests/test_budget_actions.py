@@ -136,7 +136,7 @@ async def test_a_budget_in_dry_run_plans_its_kill_switch_and_never_touches_it(ri
             events = await rig.polls(daemon, 10)
         assert rig.agents.workspace.kill_switch is False
         [planned] = _of(events, ev.ACTION_PLANNED)
-        assert (planned.data["policy"], planned.data["action"]) == ("org-daily", "stop")
+        assert (planned.data["policy"], planned.data["action"]) == ("org-daily", "kill_switch")
         assert not [m for m, _p in rig.agents.calls if m == "POST"]
 
 

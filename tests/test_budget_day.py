@@ -206,7 +206,11 @@ async def test_a_day_of_budgets_fires_each_threshold_once_and_undoes_at_midnight
     stopped = {e.data["workspace"] for e in events if e.type == ev.WORKSPACE_STOPPED}
     resumed = {e.data["workspace"] for e in events if e.type == ev.WORKSPACE_RESUMED}
     expected = {f"coder/{rig.ids['alice']}", f"coder/{rig.ids['carol']}"}
-    assert stopped == resumed == expected | {f"agents/{rig.agents.workspace.id}"}
+    assert stopped == resumed == expected
+    # The kill switch is told by its own name, on and off, never as a stop.
+    engaged = {e.data["workspace"] for e in events if e.type == ev.KILL_SWITCH_ENGAGED}
+    released = {e.data["workspace"] for e in events if e.type == ev.KILL_SWITCH_RELEASED}
+    assert engaged == released == {f"agents/{rig.agents.workspace.id}"}
     for owner in ("alice", "carol"):
         assert rig.coder.workspace(rig.ids[owner])["latest_build"]["status"] == "running"
     resets = [e for e in events if e.type == ev.BUDGET_WINDOW_RESET]

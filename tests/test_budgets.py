@@ -18,8 +18,9 @@ from warden.budget.state import Acted, WindowState
 from warden.budget.windows import window_at
 from warden.model import Decision, DecisionKind, State, Verb, Workspace, WorkspaceId
 from warden.policy.loader import PolicyError, PolicySet, load_policies
-from warden.policy.models import BudgetPolicy
+from warden.policy.models import BudgetPolicy, GlobalSettings
 from warden.providers.registry import capability_names
+from warden.rails import RailInputs, apply_rails
 
 NOW = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)  # Tuesday 12:00 in Berlin; 12h of the day left
 HEAD = """\
@@ -423,16 +424,16 @@ def test_combine_drops_a_schedules_resume_of_a_workspace_a_spent_budget_holds():
     snapshots = [ws("a1", state=State.STOPPED), ws("b1", owner="bob", state=State.STOPPED)]
     standing = stand(budget(), [charge("a1", "60")], snapshots)
     enforced = enforcement(standing, snapshots)
-    combined = combine([resume("a1"), resume("b1")], enforced, [], allowance=10)
+    combined = paced(combine([resume("a1"), resume("b1")], enforced, []), 10)
     assert acts(combined) == [("b1", Verb.RESUME)]
 
 
-def test_combine_keeps_at_most_the_allowance_of_budget_stops_largest_first():
+def test_the_pace_lets_budget_stops_through_largest_first():
     enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")])
-    assert acts(combine([], enforced, [], allowance=2)) == [("a2", Verb.STOP), ("a3", Verb.STOP)]
+    assert acts(paced(combine([], enforced, []), 2)) == [("a2", Verb.STOP), ("a3", Verb.STOP)]
 
 
-def test_a_policys_own_stop_uses_up_the_allowance_first():
+def test_a_policys_own_stop_uses_up_the_pace_first():
     enforced = enforcement(spent_alice(), [ws("a1"), ws("a2"), ws("a3")])
     own = Decision(
         kind=DecisionKind.ACT,
@@ -440,7 +441,7 @@ def test_a_policys_own_stop_uses_up_the_allowance_first():
         policy="idle-dev",
         verb=Verb.STOP,
     )
-    assert acts(combine([own], enforced, [], allowance=2)) == [
+    assert acts(paced(combine([own], enforced, []), 2)) == [
         ("x1", Verb.STOP),
         ("a2", Verb.STOP),
     ]
@@ -454,7 +455,7 @@ def test_combine_adds_no_budget_stop_for_a_workspace_a_policy_already_stops():
         policy="idle-dev",
         verb=Verb.STOP,
     )
-    combined = combine([own], enforced, [], allowance=10)
+    combined = paced(combine([own], enforced, []), 10)
     assert [(d.workspace.native, d.policy) for d in combined] == [
         ("a2", "idle-dev"),
         ("a3", "team-daily"),
@@ -462,10 +463,10 @@ def test_combine_adds_no_budget_stop_for_a_workspace_a_policy_already_stops():
     ]
 
 
-def test_a_dry_run_budgets_stops_are_not_trimmed_by_the_allowance():
+def test_a_dry_run_budgets_stops_are_not_trimmed_by_the_pace():
     standing = stand(budget(dry_run=True), [charge("a1", "30"), charge("a2", "30")], [])
     enforced = enforcement(standing, [ws("a1"), ws("a2")])
-    combined = combine([], enforced, [], allowance=0)
+    combined = paced(combine([], enforced, []), 0)
     assert [(d.workspace.native, d.dry_run) for d in combined] == [("a1", True), ("a2", True)]
 
 
@@ -521,14 +522,14 @@ def test_undo_waits_while_a_covering_schedule_is_closed():
 
 def test_an_empty_enforcement_leaves_the_policies_decisions_alone():
     decisions = [resume("a1"), resume("b1")]
-    assert combine(decisions, Enforcement(), [], allowance=0) == decisions
+    assert combine(decisions, Enforcement(), []) == decisions
 
 
 def test_the_largest_spender_goes_first_across_scope_values():
     snapshots = [ws("a1"), ws("b1", owner="bob")]
     charges = [charge("a1", "51"), charge("b1", "500", owner="bob")]
     enforced = enforcement(stand(budget(), charges, snapshots), snapshots)
-    assert acts(combine([], enforced, [], allowance=1)) == [("b1", Verb.STOP)]
+    assert acts(paced(combine([], enforced, []), 1)) == [("b1", Verb.STOP)]
 
 
 def test_a_policys_dry_run_stop_does_not_cancel_a_budgets_real_stop():
@@ -540,7 +541,7 @@ def test_a_policys_dry_run_stop_does_not_cancel_a_budgets_real_stop():
         verb=Verb.STOP,
         dry_run=True,
     )
-    combined = combine([planned], enforced, [], allowance=10)
+    combined = paced(combine([planned], enforced, []), 10)
     assert [(d.policy, d.dry_run) for d in combined] == [("idle-dev", True), ("team-daily", False)]
 
 
@@ -555,3 +556,10 @@ def test_a_throttle_that_lowers_nothing_is_refused():
     [problem] = problems(path)
     assert "expected at least one of max_concurrent_runs" in problem
     assert problem.startswith("b.yaml:12:")
+
+
+def paced(decisions: list[Decision], pace: int) -> list[Decision]:
+    """What the rails let through this cycle at a pace of `pace` stops per provider."""
+    inputs = RailInputs(provider="coder-prod", running=100, budget_names=frozenset({"team-daily"}))
+    settings = GlobalSettings(max_actions_per_cycle=pace)
+    return apply_rails(decisions, inputs, settings, {}, now=NOW).go

@@ -193,7 +193,8 @@ async def test_a_restart_never_repeats_an_action(rig: Rig):
     assert len(builds(rig.sim)) == 1
 
 
-async def test_too_many_stops_in_one_cycle_are_all_held(rig: Rig):
+async def test_stops_beyond_the_pace_wait_for_the_next_cycle(rig: Rig):
+    """max_actions_per_cycle paces a provider: 2 now, the third next cycle, nothing held."""
     rig.policy_file.write_text(
         rig.policy_file.read_text().replace("max_actions_per_cycle: 10", "max_actions_per_cycle: 2")
     )
@@ -201,11 +202,51 @@ async def test_too_many_stops_in_one_cycle_are_all_held(rig: Rig):
         rig.add(f"idle-{i}", last_used_at=rig.clock() - 3 * H)
     rig.policy_file.write_text(rig.policy_file.read_text().replace("    warn_before: 15m\n", ""))
     async with rig.daemon() as daemon:
-        [result] = await daemon.run_cycle()
+        [first] = await daemon.run_cycle()
+        assert (len(first.outcome.done), len(first.outcome.deferred)) == (2, 1)
+        rig.clock.advance(minutes=1)
+        [second] = await daemon.run_cycle()
         held = [e for e in await events_of(daemon) if e.type == ev.ACTION_HELD]
-    assert len(result.outcome.held) == 3
-    assert builds(rig.sim) == []
-    assert len(held) == 1
+    assert len(second.outcome.done) == 1
+    assert len(builds(rig.sim)) == 3
+    assert held == []
+
+
+async def test_a_policy_surging_past_its_share_is_held_once_until_released(rig: Rig):
+    """8 of 10 running at once, with a 25% share and a floor of 5: held, told once, and
+    every cycle after holds quietly; an admin's release lets this episode act."""
+    rig.policy_file.write_text(
+        rig.policy_file.read_text()
+        .replace("max_percent_per_cycle: 100%", "max_percent_per_cycle: 25%")
+        .replace("    warn_before: 15m\n", "")
+    )
+    for i in range(8):
+        rig.add(f"idle-{i}", last_used_at=rig.clock() - 3 * H)
+    for i in range(2):
+        rig.add(f"busy-{i}")
+    async with rig.daemon() as daemon:
+        [first] = await daemon.run_cycle()
+        rig.clock.advance(minutes=1)
+        [second] = await daemon.run_cycle()
+        held = [e for e in await events_of(daemon) if e.type == ev.ACTION_HELD]
+        assert (len(first.outcome.held), len(second.outcome.held)) == (8, 8)
+        assert builds(rig.sim) == []
+        [event] = held
+        assert (event.data["policy"], event.data["limit"]) == ("idle-dev", 5)
+        assert await release(daemon, "coder", "idle-dev")
+        rig.clock.advance(minutes=1)
+        [third] = await daemon.run_cycle()
+        released = [e for e in await events_of(daemon) if e.type == ev.ACTION_RELEASED]
+    assert len(third.outcome.done) == 8
+    assert len(builds(rig.sim)) == 8
+    assert [e.data["released_by"] for e in released] == ["admin"]
+
+
+async def release(daemon: Daemon, provider: str, policy: str) -> bool:
+    from warden.holds import release_hold
+
+    assert daemon.store is not None
+    return await release_hold(daemon.store, provider, policy, by="admin", now=daemon._clock())
 
 
 async def test_dry_run_tells_and_never_acts(rig: Rig):
@@ -289,7 +330,8 @@ async def test_of_two_replicas_on_one_database_only_the_leader_acts(rig: Rig):
         [stood_by] = await b.run_cycle()
         assert (a.leader, b.leader) == (True, False)
         assert len(led.outcome.warned) == 1
-        assert stood_by.observation is not None
+        assert stood_by.standby
+        assert stood_by.observation is None  # a standby does not poll the platforms
         assert stood_by.decisions == []
         rig.clock.advance(minutes=15)
         assert await a.renew_lease()  # the leader's renewal job keeps the lease
@@ -356,20 +398,31 @@ async def test_an_action_falling_due_between_polls_runs_at_its_time_not_the_next
     assert timedelta(seconds=1.5) < times[1] - times[0] < timedelta(seconds=10)
 
 
-async def test_a_transient_failure_of_a_stop_is_retried_and_the_stop_lands(rig: Rig):
+async def test_a_failed_stop_waits_its_backoff_then_lands_and_is_told_once(rig: Rig):
+    """A 503 (Retry-After: 3) is not sent again in a tight loop: the next attempt waits
+    for the backoff's 30 s, in a later cycle; the failure is told once."""
     idle = rig.add("idle", last_used_at=rig.clock() - 3 * H)
     rig.policy_file.write_text(rig.policy_file.read_text().replace("    warn_before: 15m\n", ""))
     rig.sim.fail_next(
         "POST", f"/api/v2/workspaces/{idle.native}/builds", status=503, headers={"Retry-After": "3"}
     )
     async with rig.daemon() as daemon:
-        [result] = await daemon.run_cycle()
-    assert [d.workspace for d in result.outcome.done] == [idle]
-    assert len(builds(rig.sim)) == 2  # the 503, then the retry that was accepted
+        [first] = await daemon.run_cycle()
+        assert [d.workspace for d, _ in first.outcome.failed] == [idle]
+        rig.clock.advance(seconds=10)
+        [waiting] = await daemon.run_cycle()
+        assert [d.workspace for d, _ in waiting.outcome.deferred] == [idle]
+        assert len(builds(rig.sim)) == 1
+        rig.clock.advance(seconds=30)
+        [landed] = await daemon.run_cycle()
+        failures = [e for e in await events_of(daemon) if e.type == ev.ACTION_FAILED]
+    assert [d.workspace for d in landed.outcome.done] == [idle]
+    assert len(builds(rig.sim)) == 2  # the 503, then one more after the backoff
+    assert len(failures) == 1
     assert rig.state(idle) in ("pending", "stopping", "stopped")
 
 
-async def test_a_failing_platform_opens_the_circuit_and_later_actions_are_held(rig: Rig):
+async def test_a_failing_platform_opens_the_circuit_and_later_actions_wait(rig: Rig):
     rig.policy_file.write_text(rig.policy_file.read_text().replace("    warn_before: 15m\n", ""))
     for i in range(7):
         rig.add(f"idle-{i}", last_used_at=rig.clock() - 3 * H)
@@ -378,7 +431,7 @@ async def test_a_failing_platform_opens_the_circuit_and_later_actions_are_held(r
         [result] = await daemon.run_cycle()
         held = [e for e in await events_of(daemon) if e.type == ev.ACTION_HELD]
     assert len(result.outcome.failed) == 5  # the breaker's threshold
-    assert len(result.outcome.held) == 2
-    assert all("circuit open" in why for _, why in result.outcome.held)
-    assert len(held) == 2
-    assert len(builds(rig.sim)) == 5 * 3  # three attempts for each failed stop, none after
+    assert len(result.outcome.deferred) == 2
+    assert all("circuit is open" in why for _, why in result.outcome.deferred)
+    assert held == []  # waiting is quiet: each failure was told, the circuit is logged
+    assert len(builds(rig.sim)) == 5  # once each, none after the circuit opened

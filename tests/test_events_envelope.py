@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,14 @@ def _from_the_catalogue() -> list[Event]:
             "replaced": replaced,
         },
     )
+    kill = Decision(
+        kind=DecisionKind.ACT,
+        workspace=agents,
+        policy="office-hours",
+        verb=Verb.KILL_SWITCH,
+        reason="closed",
+        facts={"schedule": "office-berlin", "open": False},
+    )
     events = [
         ev.decision_event(warn, now=now),
         ev.decision_event(
@@ -247,21 +256,64 @@ def _from_the_catalogue() -> list[Event]:
         ),
         ev.new_event(
             ev.ACTION_HELD,
-            ref,
-            now=now,
-            data=ev.decision_data(act) | {"held_because": "circuit open: provider failing"},
-        ),
-        ev.new_event(
-            ev.ACTION_HELD,
             "coder-prod",
             now=now,
             data={
                 "provider": "coder-prod",
-                "held_because": "3 actions in one cycle exceed the limit of 2",
+                "policy": "idle-dev",
+                "held_because": "8 stops or resumes in one cycle exceed the limit of 5",
                 "workspaces": [ref],
-                "running": 3,
-                "limit": 2,
+                "running": 10,
+                "limit": 5,
+                "usual": 0,
+                "release": "warden holds release coder-prod idle-dev",
             },
+        ),
+        ev.new_event(
+            ev.ACTION_RELEASED,
+            "coder-prod",
+            now=now,
+            data={
+                "provider": "coder-prod",
+                "policy": "idle-dev",
+                "held_since": now.isoformat(),
+                "held_because": "8 stops or resumes in one cycle exceed the limit of 5",
+                "released_by": "admin",
+            },
+        ),
+        ev.new_event(
+            ev.ACTION_RECOVERED,
+            ref,
+            now=now,
+            data={
+                "workspace": ref,
+                "provider": "coder-prod",
+                "policy": "idle-dev",
+                "action": "stop",
+                "idempotency_key": "k",
+                "outcome": "abandoned",
+                "reason": "no longer due: a fresh read no longer justifies it (stopped)",
+            },
+        ),
+        ev.new_event(
+            ev.REPLICA_FENCED,
+            "replicas/warden-1-4242",
+            now=now,
+            data={"replica": "warden-1-4242", "lease": "warden-leader", "epoch": 7},
+        ),
+        ev.new_event(
+            ev.KILL_SWITCH_ENGAGED,
+            str(agents),
+            now=now,
+            data=ev.decision_data(kill)
+            | {"idempotency_key": f"{agents}|office-hours|kill_switch|x", "dry_run": False},
+        ),
+        ev.new_event(
+            ev.KILL_SWITCH_RELEASED,
+            str(agents),
+            now=now,
+            data=ev.decision_data(replace(kill, verb=Verb.RELEASE, reason="opening"))
+            | {"idempotency_key": f"{agents}|office-hours|release_kill_switch|x", "dry_run": False},
         ),
         ev.new_event(
             ev.PROVIDER_UNREACHABLE,

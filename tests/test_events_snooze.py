@@ -222,10 +222,7 @@ async def test_the_actuators_warning_carries_a_link_that_works(rig: Rig) -> None
     """WarningLinks is the actuator's LinkMaker: the warned event holds the link."""
     await rig.store.clear_warning(WS, "idle-dev", [])
     clock = ManualClock(START)
-    actuator = Actuator(
-        store=rig.store,
-        links=WarningLinks(rig.links, policies=lambda: rig.policies, clock=clock),
-    )
+    actuator = Actuator(links=WarningLinks(rig.links, policies=lambda: rig.policies, clock=clock))
     snapshot = workspace("ws-1", now=START, idle=timedelta(hours=2))
     memory = await rig.store.load_memory("coder-prod")
     policy_rules = rules(idle_policy())
@@ -239,6 +236,7 @@ async def test_the_actuators_warning_carries_a_link_that_works(rig: Rig) -> None
         now=START,
         since=None,
         dry_run=False,
+        store=rig.store,
     )
     await actuator.apply(cycle, decisions)
     [warned] = [s.event() for s in await rig.store.events_after(0) if s.type == ev.WORKSPACE_WARNED]

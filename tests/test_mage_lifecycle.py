@@ -182,8 +182,9 @@ async def test_the_patch_merges_into_the_fresh_read_not_the_polled_one(mage: Rig
             now=now,
             since=None,
             dry_run=False,
+            store=store,
         )
-        outcome = await Actuator(store=store).apply(cycle, decisions)
+        outcome = await Actuator().apply(cycle, decisions)
     finally:
         await store.aclose()
     assert outcome.done == decisions

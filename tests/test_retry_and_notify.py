@@ -2,75 +2,44 @@
 
 from __future__ import annotations
 
+import math
 import random
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
-from warden.errors import ProviderRejected, ProviderUnavailable
-from warden.retry import Backoff, CircuitBreaker, with_retries
+from warden.retry import ACTIONS, Backoff, CircuitBreaker
 from warden.sdnotify import Notifier
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
-async def test_retry_after_sets_the_wait_and_a_later_success_returns():
-    waits: list[float] = []
-    answers = [ProviderUnavailable("p", "busy", status=429, retry_after=timedelta(seconds=7)), "ok"]
-
-    async def call():
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    assert await with_retries(call, backoff=Backoff(attempts=3), sleep=sleep) == "ok"
-    assert waits == [7.0]
-
-
-async def test_refusals_are_not_retried():
-    calls = 0
-
-    async def call():
-        nonlocal calls
-        calls += 1
-        raise ProviderRejected("p", "400", status=400)
-
-    async def sleep(_seconds: float) -> None:
-        raise AssertionError("a refusal must not wait for a retry")
-
-    with pytest.raises(ProviderRejected):
-        await with_retries(call, backoff=Backoff(attempts=5), sleep=sleep)
-    assert calls == 1
-
-
-async def test_transient_failures_give_up_after_the_attempts():
-    calls = 0
-
-    async def call():
-        nonlocal calls
-        calls += 1
-        raise ProviderUnavailable("p", "503", status=503)
-
-    async def sleep(_seconds: float) -> None:
-        return None
-
-    with pytest.raises(ProviderUnavailable):
-        await with_retries(call, backoff=Backoff(attempts=3), sleep=sleep)
-    assert calls == 3
-
-
-def test_backoff_is_exponential_jittered_and_capped():
-    backoff = Backoff(base=1.0, cap=5.0)
+def test_backoff_doubles_from_its_base_never_sooner_and_caps():
+    backoff = Backoff(base=timedelta(seconds=30), cap=timedelta(hours=1), jitter=0.2)
     rng = random.Random(1)
-    waits = [backoff.wait(attempt, None, rng) for attempt in range(1, 8)]
-    assert all(0 <= w <= 5.0 for w in waits)
-    assert backoff.wait(1, timedelta(seconds=60), rng) == 5.0
+    for failures in range(1, 20):
+        step = min(timedelta(seconds=30) * 2 ** (failures - 1), timedelta(hours=1))
+        wait = backoff.delay(failures, rng=rng)
+        assert step <= wait <= min(step * 1.2, timedelta(hours=1))
+
+
+def test_backoff_waits_at_least_what_retry_after_asks():
+    backoff = Backoff(base=timedelta(seconds=5), cap=timedelta(minutes=30))
+    assert backoff.delay(1, timedelta(minutes=7)) == timedelta(minutes=7)
+    assert backoff.delay(1, timedelta(seconds=1)) >= timedelta(seconds=5)
+
+
+def test_attempts_over_time_grow_as_the_log_of_the_time():
+    """What the backoff promises an operator: about log2(T / 30 s) + 1 attempts in T."""
+    rng = random.Random(7)
+    for hours in (1, 6, 24):
+        elapsed, attempts = timedelta(0), 0
+        while elapsed <= timedelta(hours=hours):
+            attempts += 1
+            elapsed += ACTIONS.delay(attempts, rng=rng)
+        bound = math.log2(timedelta(hours=hours) / timedelta(seconds=30)) + 1
+        capped = max(0, hours - 1)  # past the cap, one an hour
+        assert attempts <= math.ceil(bound) + capped
 
 
 def test_circuit_opens_after_repeated_failures_and_lets_one_try_after_cooldown():

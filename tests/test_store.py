@@ -43,6 +43,7 @@ from warden.store import (
     snapshot_from_row,
 )
 from warden.store.engine import create_engine
+from warden.store.lease import Fence, Fenced
 from warden.store.migrate import head_revision
 from warden.store.period import Period, next_period
 from warden.store.tables import metadata
@@ -617,6 +618,73 @@ async def test_one_holder_of_a_lease_until_it_expires(open_store: Opener) -> Non
     assert not await a.release_lease("leader", "a")
     assert await b.release_lease("leader", "b")
     assert await a.try_acquire_lease("leader", "a", NOW + 51 * timedelta(seconds=1), ttl)
+
+
+async def test_the_epoch_rises_with_every_change_of_holder_and_never_falls(
+    open_store: Opener,
+) -> None:
+    """A renewal keeps the epoch; a take-over, even after a release, raises it."""
+    store = await open_store()
+    ttl = timedelta(seconds=30)
+    epochs = []
+    for holder, at in [("a", 0), ("a", 10), ("b", 45), ("b", 50), ("a", 90)]:
+        grant = await store.try_acquire_lease(
+            "leader", holder, NOW + at * timedelta(seconds=1), ttl
+        )
+        assert grant is not None
+        assert grant.holder == holder
+        epochs.append(grant.epoch)
+    assert await store.release_lease("leader", "a")
+    grant = await store.try_acquire_lease("leader", "c", NOW + 91 * timedelta(seconds=1), ttl)
+    assert grant is not None
+    assert [*epochs, grant.epoch] == [1, 1, 2, 2, 3, 4]
+
+
+async def test_a_fenced_write_of_an_old_epoch_writes_nothing(open_store: Opener) -> None:
+    """The old holder's view of the store refuses every write once the lease moved on."""
+    store = await open_store()
+    ttl = timedelta(seconds=30)
+    grant = await store.try_acquire_lease("leader", "a", NOW, ttl)
+    assert grant is not None
+    old = store.with_fence(Fence("leader", "a", grant.epoch))
+    event = Event(id="before", type="t", subject="s", time=NOW)
+    await old.add_events([event])  # still the holder: written
+    assert await store.try_acquire_lease("leader", "b", NOW + ttl, ttl)
+    with pytest.raises(Fenced, match="held by b at epoch 2"):
+        await old.add_events([Event(id="after", type="t", subject="s", time=NOW)])
+    with pytest.raises(Fenced):
+        await old.begin_action(
+            key="k",
+            ws=WS,
+            policy="p",
+            verb=Verb.STOP,
+            reason="r",
+            now=NOW,
+            dry_run=False,
+            events=[],
+        )
+    assert [e.id for e in await store.events_after(0)] == ["before"]
+    assert await store.pending_actions() == []
+
+
+async def test_a_commit_that_wrote_events_tells_the_listeners(open_store: Opener) -> None:
+    """Every view of the store tells its listeners after a commit with events, only then."""
+    store = await open_store()
+    told: list[str] = []
+    store.on_events_written(lambda: told.append("wake"))
+    await store.mark_cycle(P, NOW, success=True)  # no events
+    assert told == []
+    await store.with_fence(None).add_events([Event(id="e1", type="t", subject="s", time=NOW)])
+    assert told == ["wake"]
+
+    async def rolled_back() -> None:
+        async with store.write() as conn:
+            await store.outbox(conn, [Event(id="e2", type="t", subject="s", time=NOW)])
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await rolled_back()
+    assert told == ["wake"]  # a rolled-back transaction wakes no one
 
 
 # ---------------------------------------------------------------- SQLite specifics

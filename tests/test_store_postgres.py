@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from tests.conftest import POSTGRES_URL
 from warden.model import Event
 from warden.store import Store
+from warden.store.lease import Fence, Fenced
 from warden.store.migrate import head_revision
 
 pytestmark = pytest.mark.postgres
@@ -82,8 +83,10 @@ async def test_replicas_racing_for_the_lease_exactly_one_wins() -> None:
                 for _ in range(3)  # each replica tries more than once at once
             )
         )
-        assert won.count(True) == 3  # one replica, its three attempts (a renewal)
-        winner = won.index(True) // 3
+        granted = [grant is not None for grant in won]
+        assert granted.count(True) == 3  # one replica, its three attempts (a renewal)
+        assert {grant.epoch for grant in won if grant is not None} == {1}
+        winner = granted.index(True) // 3
         others = [s for i, s in enumerate(replicas) if i != winner]
         assert not any(
             [await s.try_acquire_lease("leader", "late", NOW + TTL / 2, TTL) for s in others]
@@ -119,3 +122,53 @@ async def test_concurrent_outbox_writers_commit_in_sequence_order() -> None:
     assert seqs == sorted(seqs)
     by_batch = [e.id.split("-")[0] for e in stored]
     assert all(by_batch[k] == by_batch[k - k % 3] for k in range(60))  # batches stay whole
+
+
+async def test_a_take_over_waits_for_the_fenced_write_under_way() -> None:
+    """FOR SHARE on the lease row: the old holder's write either commits before the new
+    epoch exists or is refused; it can never commit after the take-over."""
+    async with fresh_schema() as schema, stores(schema, 2) as (old, new):
+        await old.migrate()
+        grant = await old.try_acquire_lease("leader", "a", NOW, TTL)
+        assert grant is not None
+        fenced = old.with_fence(Fence("leader", "a", grant.epoch))
+        order: list[str] = []
+        inside = asyncio.Event()
+        finish = asyncio.Event()
+
+        async def slow_write() -> None:
+            async with fenced.write() as conn:
+                await fenced.outbox(conn, [Event(id="e", type="t", subject="s", time=NOW)])
+                inside.set()
+                await finish.wait()
+            order.append("write committed")
+
+        async def take_over() -> None:
+            await inside.wait()
+            taken = await new.try_acquire_lease("leader", "b", NOW + TTL, TTL)
+            order.append(f"taken at epoch {taken.epoch if taken else None}")
+
+        writer = asyncio.create_task(slow_write())
+        taker = asyncio.create_task(take_over())
+        await inside.wait()
+        await _until_a_backend_waits_for_a_lock(old)
+        assert order == []  # the take-over is blocked behind the fenced write
+        finish.set()
+        await asyncio.gather(writer, taker)
+        assert order == ["write committed", "taken at epoch 2"]
+        with pytest.raises(Fenced):
+            await fenced.add_events([Event(id="late", type="t", subject="s", time=NOW)])
+
+
+async def _until_a_backend_waits_for_a_lock(store: Store, limit: float = 10.0) -> None:
+    """Poll pg_stat_activity until some backend of this database waits on a lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(limit):
+        while True:
+            async with store.engine.connect() as conn:
+                if (await conn.execute(query)).scalar_one():
+                    return
+            await asyncio.sleep(0.02)

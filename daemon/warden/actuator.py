@@ -1,25 +1,35 @@
-"""The actuator: applies decisions behind the safety rails. The only caller of actions.
+"""The actuator: carries out what the rails let through. The only caller of actions.
 
-Rails, in order: dry run; blast radius (too many stops in one cycle → none, and an
-alarm); the circuit breaker; idempotency (one stop per running period and policy);
-a fresh read right before a stop, which must still justify it; retries of transient
-failures with backoff that honours Retry-After. Every outcome is written with its
-event in one transaction.
+It decides nothing: which decisions go, wait or are held was settled by the decide
+stage and the rails (`warden.rails`). For each action it journals, checks, performs
+and records, in this order:
+
+1. begin: the action is written `pending` under its idempotency key, with what
+   recovery needs (`details`), in a transaction fenced by the lease epoch; a key
+   already taken (done, or pending from a crash) means nothing is sent;
+2. a fresh read of the workspace, on which the decision must still stand
+   (`policy.decide.still_stands`: the same rule, asked again);
+3. the lease's local deadline (`Leadership.check`), right before the mutation;
+4. the platform call, once (a failure waits for a later cycle, never a tight loop);
+5. finish: the outcome with its event, and what it means to the memory (who stopped
+   what), in one fenced transaction. A failure is told only at the first failure of its
+   episode (`first_failure`); the backoff itself is kept by the cycle's tell stage.
+
+Warnings, clears, skips, notifications and dry-run plans need no platform call and are
+written in bulk.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-import anyio
 import structlog
 
-from warden.errors import ProviderError, ProviderUnavailable, Unauthorized
+from warden.errors import BadAnswer, ProviderError, ProviderUnavailable, Unauthorized
 from warden.events import catalogue as ev
 from warden.model import (
     EMPTY_MEMORY,
@@ -27,60 +37,23 @@ from warden.model import (
     DecisionKind,
     Event,
     Memory,
-    State,
     Verb,
     Warning,
     Workspace,
     WorkspaceId,
 )
-from warden.policy.decide import Rules, decide_policy
+from warden.policy.decide import Rules, still_stands
 from warden.policy.lifecycle import current_lifecycle, merge_lifecycle, short_hash
-from warden.providers.agentrun import LimitsCapable, Replaced
+from warden.providers.agentrun import KillSwitchCapable, LimitsCapable, Replaced
 from warden.providers.base import LifecycleCapable, Provider
-from warden.retry import Backoff, CircuitBreaker, Sleep, with_retries
+from warden.retry import CircuitBreaker
+from warden.store import Store
 from warden.store.rows import PlannedAction
 
 log = structlog.get_logger(__name__)
 
-DISRUPTIVE = frozenset({Verb.STOP, Verb.RESUME})
-ONE_ATTEMPT = Backoff(attempts=1)
+DISRUPTIVE = frozenset({Verb.STOP, Verb.RESUME, Verb.KILL_SWITCH, Verb.RELEASE})
 T = TypeVar("T")
-
-
-class ActionStore(Protocol):
-    """The part of the store the actuator writes to."""
-
-    async def save_warnings(
-        self, warnings: Sequence[tuple[WorkspaceId, Warning]], events: Sequence[Event]
-    ) -> None: ...
-    async def clear_warnings(
-        self, cleared: Sequence[tuple[WorkspaceId, str]], events: Sequence[Event]
-    ) -> None: ...
-    async def record_plans(
-        self, plans: Sequence[PlannedAction], now: datetime, events: Mapping[str, Event]
-    ) -> list[str]: ...
-    async def add_events(self, events: Sequence[Event]) -> None: ...
-    async def begin_action(
-        self,
-        *,
-        key: str,
-        ws: WorkspaceId,
-        policy: str,
-        verb: Verb,
-        reason: str,
-        now: datetime,
-        dry_run: bool,
-        events: Sequence[Event],
-    ) -> bool: ...
-    async def finish_action(
-        self,
-        key: str,
-        *,
-        outcome: str,
-        error: str | None,
-        now: datetime,
-        events: Sequence[Event],
-    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -90,11 +63,16 @@ class CycleOutcome:
     done: list[Decision] = field(default_factory=list)
     planned: list[Decision] = field(default_factory=list)
     failed: list[tuple[Decision, str]] = field(default_factory=list)
-    held: list[tuple[Decision, str]] = field(default_factory=list)
+    held: list[tuple[Decision, str]] = field(default_factory=list)  # told: a rail, a skip
+    deferred: list[tuple[Decision, str]] = field(default_factory=list)  # quiet: a later cycle
     warned: list[Decision] = field(default_factory=list)
     cleared: list[Decision] = field(default_factory=list)
     # What a throttle replaced, by workspace: kept by its budget to restore at the reset.
     replaced: dict[WorkspaceId, dict[str, Any]] = field(default_factory=dict)
+    # Failures that were held (Retry-After), not sent: no failure counted.
+    unsent: set[int] = field(default_factory=set)
+    refused: set[int] = field(default_factory=set)  # the platform's answer was refused
+    retry_after: dict[int, Any] = field(default_factory=dict)  # id(decision) → timedelta
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,22 +86,23 @@ class Cycle:
     now: datetime
     since: datetime | None
     dry_run: bool  # global or provider-level dry run
+    store: Store  # the cycle's (fenced) view of the store
+    first_failure: Callable[[Decision], bool] = lambda _d: True  # tell this failure?
+    lease_check: Callable[[], object] = lambda: None  # raises when the lease has lapsed
+    # Facts an action's event carries beyond the decision's, by id(decision).
+    notes: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+
+
+class LinkMaker(Protocol):
+    """Adds links (explain, snooze) to a warning's event data."""
+
+    def for_warning(self, decision: Decision) -> dict[str, Any]: ...
 
 
 class Actuator:
     """Applies one cycle's decisions for one provider."""
 
-    def __init__(
-        self,
-        *,
-        store: ActionStore,
-        backoff: Backoff | None = None,
-        sleep: Sleep | None = None,
-        links: LinkMaker | None = None,
-    ) -> None:
-        self._store = store
-        self._backoff = backoff or Backoff()
-        self._sleep: Sleep = sleep or anyio.sleep
+    def __init__(self, *, links: LinkMaker | None = None) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
         # (provider, policy, verb) → what the platform said is missing: a scope or a plan.
         # Such a request cannot succeed by asking again; a policy reload forgets these.
@@ -136,22 +115,16 @@ class Actuator:
     async def apply(self, cycle: Cycle, decisions: Sequence[Decision]) -> CycleOutcome:
         """Write what needs no platform call in bulk, then act one action at a time."""
         outcome = CycleOutcome()
-        held = await self._blast_radius(cycle, decisions, outcome)
-        kept = [d for d in decisions if id(d) not in held]
-        await self._record_notes(cycle, kept, outcome)
-        acts = [d for d in kept if d.kind is DecisionKind.ACT and d.verb is not Verb.NOTIFY]
-        await self._record_plans(cycle, [d for d in acts if self._is_dry(cycle, d)], outcome)
+        await self._record_notes(cycle, decisions, outcome)
+        acts = [d for d in decisions if d.kind is DecisionKind.ACT and d.verb is not Verb.NOTIFY]
+        await self._record_plans(cycle, [d for d in acts if is_dry(cycle, d)], outcome)
         for decision in acts:
-            if not self._is_dry(cycle, decision):
+            if not is_dry(cycle, decision):
                 with structlog.contextvars.bound_contextvars(
                     workspace=str(decision.workspace), policy=decision.policy
                 ):
-                    await self._act(cycle, decision, outcome)
+                    await self.act(cycle, decision, outcome)
         return outcome
-
-    @staticmethod
-    def _is_dry(cycle: Cycle, decision: Decision) -> bool:
-        return decision.dry_run or cycle.dry_run
 
     async def _record_notes(
         self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome
@@ -163,13 +136,14 @@ class Actuator:
         cleared_events: list[Event] = []
         for d in decisions:
             if d.kind is DecisionKind.WARN:
-                warnings.append((d.workspace, self._warning(d, cycle.now)))
                 extra = self._links.for_warning(d) if self._links else {}
-                saved_events.append(ev.decision_event(d, now=cycle.now, extra=extra))
+                event = ev.decision_event(d, now=cycle.now, extra=extra)
+                warnings.append((d.workspace, _warning(d, cycle.now, event_id=event.id)))
+                saved_events.append(event)
                 outcome.warned.append(d)
             elif d.kind is DecisionKind.ACT and d.verb is Verb.NOTIFY:
                 # Remembered as a warning already due, so that it is told once.
-                warnings.append((d.workspace, self._warning(d, cycle.now, due_at=cycle.now)))
+                warnings.append((d.workspace, _warning(d, cycle.now, due_at=cycle.now)))
                 saved_events.append(
                     ev.new_event(
                         ev.WORKSPACE_NOTIFIED,
@@ -186,18 +160,11 @@ class Actuator:
                 cleared_events.append(ev.decision_event(d, now=cycle.now))
                 outcome.cleared.append(d)
         if warnings or saved_events:
-            await self._store.save_warnings(warnings, saved_events)
+            await cycle.store.save_warnings(warnings, saved_events)
         if cleared:
-            await self._store.clear_warnings(cleared, cleared_events)
+            await cycle.store.clear_warnings(cleared, cleared_events)
         if warnings:
             log.info("workspaces.warned", count=len(outcome.warned))
-
-    @staticmethod
-    def _warning(decision: Decision, now: datetime, *, due_at: datetime | None = None) -> Warning:
-        due = due_at or decision.due_at
-        assert due is not None
-        assert decision.verb is not None
-        return Warning(policy=decision.policy, verb=decision.verb, warned_at=now, due_at=due)
 
     async def _record_plans(
         self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome
@@ -206,7 +173,7 @@ class Actuator:
         plans, events, by_key = [], {}, {}
         for d in decisions:
             assert d.verb is not None
-            key = self._key(cycle, d, dry_run=True)
+            key = key_of(cycle, d, dry_run=True)
             plans.append(
                 PlannedAction(
                     key=key, ws=d.workspace, policy=d.policy, verb=d.verb, reason=d.reason
@@ -217,95 +184,85 @@ class Actuator:
                 ev.ACTION_PLANNED, str(d.workspace), now=cycle.now, data=data
             )
             by_key[key] = d
-        for key in await self._store.record_plans(plans, cycle.now, events):
+        for key in await cycle.store.record_plans(plans, cycle.now, events):
             outcome.planned.append(by_key[key])
 
-    @staticmethod
-    def _key(cycle: Cycle, decision: Decision, *, dry_run: bool) -> str:
-        return idempotency_key(
-            decision,
-            cycle.memory.get(decision.workspace, EMPTY_MEMORY),
-            cycle.snapshots.get(decision.workspace),
-            dry_run=dry_run,
-        )
+    async def act(self, cycle: Cycle, decision: Decision, outcome: CycleOutcome) -> None:
+        """One real action: journal it, read again, check the lease, perform, record.
 
-    async def _act(self, cycle: Cycle, decision: Decision, outcome: CycleOutcome) -> None:
-        """One real action: breaker, idempotency, fresh read, retries, recorded outcome."""
-        key = self._key(cycle, decision, dry_run=False)
-        data = ev.decision_data(decision) | {"idempotency_key": key, "dry_run": False}
-        missing = self.degraded.get(_degradation(cycle, decision))
-        if missing is not None:  # told once, when it happened: no event every cycle
-            outcome.held.append((decision, f"policy degraded: the platform lacks {missing}"))
+        While the provider's circuit is open (it failed `threshold` times in a row, in
+        this cycle or before), nothing is sent: the action waits, quietly, for a cycle
+        after the cooldown."""
+        if not self.breaker(cycle.provider.name).allows(cycle.now):
+            outcome.deferred.append((decision, "the provider is failing: its circuit is open"))
             return
-        breaker = self.breaker(cycle.provider.name)
-        if not breaker.allows(cycle.now):
-            await self._hold(cycle, decision, "circuit open: provider failing", outcome)
-            return
-        if not await self._begin(cycle, decision, key, dry_run=False, events=[]):
-            return  # already done or in flight under this key
-        error, result = await self._execute(cycle, decision, breaker)
-        if result is not None:
-            outcome.replaced[decision.workspace] = result
-            data = data | {"replaced": result}
-        await self._finish(cycle, decision, key, data, error, outcome)
-
-    async def _begin(
-        self, cycle: Cycle, decision: Decision, key: str, *, dry_run: bool, events: list[Event]
-    ) -> bool:
+        key = key_of(cycle, decision, dry_run=False)
         assert decision.verb is not None
-        started = await self._store.begin_action(
+        started = await cycle.store.begin_action(
             key=key,
             ws=decision.workspace,
             policy=decision.policy,
             verb=decision.verb,
             reason=decision.reason,
             now=cycle.now,
-            dry_run=dry_run,
-            events=events,
+            dry_run=False,
+            events=[],
+            details=details_of(decision),
         )
         if not started:
             log.debug("action.already_recorded", key=key)
-        return started
+            return  # done already under this key, or pending: recovery settles it
+        await self.send(cycle, decision, key, outcome)
+
+    async def send(self, cycle: Cycle, decision: Decision, key: str, outcome: CycleOutcome) -> None:
+        """The journalled action's fresh read, platform call and finish (also used by
+        recovery to send again under the same key)."""
+        breaker = self.breaker(cycle.provider.name)
+        error, result = await self._execute(cycle, decision, breaker, outcome)
+        data = ev.decision_data(decision) | {"idempotency_key": key, "dry_run": False}
+        data |= dict(cycle.notes.get(id(decision), {}))
+        if result is not None:
+            outcome.replaced[decision.workspace] = result
+            data |= {"replaced": result}
+        await self._finish(cycle, decision, key, data, error, outcome)
 
     async def _execute(
-        self, cycle: Cycle, decision: Decision, breaker: CircuitBreaker
+        self, cycle: Cycle, decision: Decision, breaker: CircuitBreaker, outcome: CycleOutcome
     ) -> tuple[str | None, dict[str, Any] | None]:
-        """Carry out the action: (None, what it returns) on success, else (why not, None)."""
+        """Carry out the action: (None, what it returns) on success, else (why not, None).
+
+        A lapsed lease (`cycle.lease_check`) is not caught here: the cycle stops acting.
+        """
         try:
-            target = await self._recheck(cycle, decision)
-            if isinstance(target, str):
-                return target, None
-            result = await with_retries(
-                lambda: _perform(cycle.provider, decision, target),
-                # A throttle repeated after a lost answer would remember its own limits
-                # as the ones to restore: it is tried once, and again next cycle.
-                backoff=ONE_ATTEMPT if decision.verb is Verb.THROTTLE else self._backoff,
-                sleep=self._sleep,
+            fresh = await cycle.provider.refresh(decision.workspace.native, now=cycle.now)
+            mem = cycle.memory.get(decision.workspace, EMPTY_MEMORY)
+            why_not = still_stands(
+                cycle.rules, decision, fresh, mem, now=cycle.now, since=cycle.since
             )
+            if why_not is not None:
+                return f"skipped: {why_not}", None
+            cycle.lease_check()
+            result = await perform(cycle.provider, decision, fresh)
         except ProviderUnavailable as e:
-            if breaker.record_failure(cycle.now):
+            held = getattr(e, "held", False)  # a Retry-After hold: nothing was sent
+            if held:
+                outcome.unsent.add(id(decision))
+            if e.retry_after is not None:
+                outcome.retry_after[id(decision)] = e.retry_after
+            if not held and breaker.record_failure(cycle.now):
                 log.warning("provider.circuit_opened", provider=cycle.provider.name)
             return str(e), None
         except Unauthorized as e:
             if e.status == 403:  # a scope or plan the platform says is missing
                 self.degraded[_degradation(cycle, decision)] = e.missing or "a permission"
             return str(e), None
+        except BadAnswer as e:  # malformed, a redirect refused, too large: never "done"
+            outcome.refused.add(id(decision))
+            return str(e), None
         except ProviderError as e:
             return str(e), None
         breaker.record_success()
         return None, result
-
-    async def _recheck(self, cycle: Cycle, decision: Decision) -> Workspace | str:
-        """Read the workspace again; the decision must still stand on the fresh facts."""
-        fresh = await cycle.provider.refresh(decision.workspace.native, now=cycle.now)
-        policy = next((p for p in cycle.rules.policies if p.name == decision.policy), None)
-        if policy is None:  # a budget's action: its spend was judged this cycle
-            return budget_recheck(decision, fresh)
-        mem = cycle.memory.get(decision.workspace, EMPTY_MEMORY)
-        again = decide_policy(cycle.rules, policy, fresh, mem, now=cycle.now, since=cycle.since)
-        if again is None or again.kind is not DecisionKind.ACT or again.verb is not decision.verb:
-            return f"skipped: a fresh read no longer justifies it ({fresh.state})"
-        return fresh
 
     async def _finish(
         self,
@@ -318,73 +275,73 @@ class Actuator:
     ) -> None:
         assert decision.verb is not None
         ref = str(decision.workspace)
-        extra: list[Event] = []
+        events: list[Event] = []
         if error is None:
-            event = ev.new_event(ev.DONE_BY_VERB[decision.verb], ref, now=cycle.now, data=data)
+            events.append(
+                ev.new_event(ev.DONE_BY_VERB[decision.verb], ref, now=cycle.now, data=data)
+            )
             result = "succeeded"
             outcome.done.append(decision)
             log.info("action.succeeded", action=str(decision.verb), reason=decision.reason)
         elif error.startswith("skipped:"):
-            event = ev.new_event(
-                ev.WORKSPACE_SKIPPED, ref, now=cycle.now, data=data | {"error": error}
+            events.append(
+                ev.new_event(ev.WORKSPACE_SKIPPED, ref, now=cycle.now, data=data | {"error": error})
             )
             result = "skipped"
             outcome.held.append((decision, error))
             log.info("action.skipped", action=str(decision.verb), why=error)
         else:
-            event = ev.new_event(ev.ACTION_FAILED, ref, now=cycle.now, data=data | {"error": error})
             result = "failed"
             outcome.failed.append((decision, error))
             log.warning("action.failed", action=str(decision.verb), error=error)
-            missing = self.degraded.get(_degradation(cycle, decision))
-            if missing is not None:
-                extra = [_degraded_event(cycle, decision, missing, error)]
-        await self._store.finish_action(
-            key, outcome=result, error=error, now=cycle.now, events=[event, *extra]
+            if id(decision) not in outcome.unsent and cycle.first_failure(decision):
+                events.extend(self._failure_events(cycle, decision, data, error))
+                if id(decision) in outcome.refused:
+                    events.append(_refused_event(cycle, decision, error))
+        await cycle.store.finish_action(
+            key, outcome=result, error=error, now=cycle.now, events=events
         )
 
-    async def _hold(
-        self, cycle: Cycle, decision: Decision, why: str, outcome: CycleOutcome
-    ) -> None:
-        event = ev.new_event(
-            ev.ACTION_HELD,
-            str(decision.workspace),
-            now=cycle.now,
-            data=ev.decision_data(decision) | {"held_because": why},
-        )
-        await self._store.add_events([event])
-        outcome.held.append((decision, why))
+    def _failure_events(
+        self, cycle: Cycle, decision: Decision, data: dict[str, Any], error: str
+    ) -> list[Event]:
+        """The failure, told once per episode; a degraded policy and a refused answer too."""
+        ref = str(decision.workspace)
+        events = [ev.new_event(ev.ACTION_FAILED, ref, now=cycle.now, data=data | {"error": error})]
+        missing = self.degraded.get(_degradation(cycle, decision))
+        if missing is not None:
+            events.append(_degraded_event(cycle, decision, missing, error))
+        return events
 
-    async def _blast_radius(
-        self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome
-    ) -> set[int]:
-        """Too many disruptive actions in one cycle means something is wrong: act on none."""
-        disruptive = [d for d in decisions if counts_toward_blast_radius(d, dry_run=cycle.dry_run)]
-        running = sum(1 for ws in cycle.snapshots.values() if ws.state == "running")
-        limit = allowed_actions(cycle.rules, running)
-        if len(disruptive) <= limit:
-            return set()
-        why = f"{len(disruptive)} actions in one cycle exceed the limit of {limit}"
-        event = ev.new_event(
-            ev.ACTION_HELD,
-            cycle.provider.name,
-            now=cycle.now,
-            data={
-                "provider": cycle.provider.name,
-                "held_because": why,
-                "workspaces": sorted(str(d.workspace) for d in disruptive),
-                "running": running,
-                "limit": limit,
-            },
-        )
-        await self._store.add_events([event])
-        log.error("action.blast_radius_exceeded", provider=cycle.provider.name, why=why)
-        outcome.held.extend((d, why) for d in disruptive)
-        return {id(d) for d in disruptive}
+
+def is_dry(cycle: Cycle, decision: Decision) -> bool:
+    return decision.dry_run or cycle.dry_run
+
+
+def _warning(
+    decision: Decision,
+    now: datetime,
+    *,
+    due_at: datetime | None = None,
+    event_id: str | None = None,
+) -> Warning:
+    due = due_at or decision.due_at
+    assert due is not None
+    assert decision.verb is not None
+    return Warning(
+        policy=decision.policy, verb=decision.verb, warned_at=now, due_at=due, event_id=event_id
+    )
 
 
 def _degradation(cycle: Cycle, decision: Decision) -> tuple[str, str, str]:
     return (cycle.provider.name, decision.policy, str(decision.verb))
+
+
+def _refused_event(cycle: Cycle, decision: Decision, error: str) -> Event:
+    """The platform answered an action with something Warden does not accept."""
+    ref = str(decision.workspace)
+    data = {"provider": cycle.provider.name, "workspace": ref, "reason": error}
+    return ev.new_event(ev.PROVIDER_ANSWER_REJECTED, ref, now=cycle.now, data=data)
 
 
 def _degraded_event(cycle: Cycle, decision: Decision, missing: str, error: str) -> Event:
@@ -404,7 +361,7 @@ def _degraded_event(cycle: Cycle, decision: Decision, missing: str, error: str) 
 
 
 def counts_toward_blast_radius(decision: Decision, *, dry_run: bool = False) -> bool:
-    """A real stop or resume (not planned in a dry run) is what the blast radius counts."""
+    """A real stop, resume or kill switch (not planned in a dry run) is what the rails count."""
     return (
         decision.kind is DecisionKind.ACT
         and decision.verb in DISRUPTIVE
@@ -412,10 +369,13 @@ def counts_toward_blast_radius(decision: Decision, *, dry_run: bool = False) -> 
     )
 
 
-def allowed_actions(rules: Rules, running: int) -> int:
-    """At most N actions and at most P% of running workspaces (but at least one)."""
-    by_share = max(1, math.floor(running * rules.settings.max_percent_per_cycle / 100))
-    return min(rules.settings.max_actions_per_cycle, by_share)
+def key_of(cycle: Cycle, decision: Decision, *, dry_run: bool) -> str:
+    return idempotency_key(
+        decision,
+        cycle.memory.get(decision.workspace, EMPTY_MEMORY),
+        cycle.snapshots.get(decision.workspace),
+        dry_run=dry_run,
+    )
 
 
 def idempotency_key(decision: Decision, mem: Memory, ws: Workspace | None, *, dry_run: bool) -> str:
@@ -423,7 +383,7 @@ def idempotency_key(decision: Decision, mem: Memory, ws: Workspace | None, *, dr
     assert decision.verb is not None
     if "episode" in decision.facts:  # a budget's throttle or undo: once per window
         episode = str(decision.facts["episode"])
-    elif decision.verb is Verb.RESUME:
+    elif decision.verb in (Verb.RESUME, Verb.RELEASE):
         episode = mem.stopped_at.isoformat() if mem.stopped_at else "unknown"
     elif decision.verb is Verb.CONFIGURE:
         episode = configure_episode(decision)
@@ -451,6 +411,14 @@ def configure_episode(decision: Decision) -> str:
     return f"lifecycle:{wanted}:{replaced}"
 
 
+def details_of(decision: Decision) -> dict[str, Any]:
+    """What a pending action's row keeps so that recovery can finish or repeat it."""
+    details: dict[str, Any] = {"facts": dict(decision.facts)}
+    if decision.extend_to is not None:
+        details["extend_to"] = decision.extend_to.isoformat()
+    return details
+
+
 def lifecycle_to_write(provider: str, decision: Decision, fresh: Workspace) -> dict[str, Any]:
     """The policy's fields merged into the *fresh* read's config, not the cycle's older one:
     the platform replaces the whole config, so a hook added since the poll must be kept."""
@@ -460,26 +428,19 @@ def lifecycle_to_write(provider: str, decision: Decision, fresh: Workspace) -> d
     return merge_lifecycle(current, decision.facts["wanted"])
 
 
-def budget_recheck(decision: Decision, fresh: Workspace) -> Workspace | str:
-    """A budget's stop needs the workspace running, its resume stopped; never mid-build."""
-    if fresh.transitioning:
-        return f"skipped: an operation is in flight ({fresh.state})"
-    wanted = {Verb.STOP: State.RUNNING, Verb.RESUME: State.STOPPED}.get(decision.verb)  # type: ignore[arg-type]
-    if wanted is not None and fresh.state is not wanted:
-        return f"skipped: a fresh read no longer justifies it ({fresh.state})"
-    return fresh
-
-
-async def _perform(provider: Provider, decision: Decision, ws: Workspace) -> dict[str, Any] | None:
+async def perform(provider: Provider, decision: Decision, ws: Workspace) -> dict[str, Any] | None:
     """The platform call; what it returns to keep (a throttle's replaced limits), if any."""
-    if decision.verb is Verb.STOP:
+    verb = decision.verb
+    if verb is Verb.STOP:
         await provider.stop(ws)
-    elif decision.verb is Verb.RESUME:
+    elif verb is Verb.RESUME:
         await provider.start(ws)
-    elif decision.verb is Verb.EXTEND:
+    elif verb in (Verb.KILL_SWITCH, Verb.RELEASE) and isinstance(provider, KillSwitchCapable):
+        await provider.set_kill_switch(verb is Verb.KILL_SWITCH)
+    elif verb is Verb.EXTEND:
         assert decision.extend_to is not None
         await provider.extend(ws, decision.extend_to)
-    elif decision.verb is Verb.THROTTLE and isinstance(provider, LimitsCapable):
+    elif verb is Verb.THROTTLE and isinstance(provider, LimitsCapable):
         limits = decision.facts["throttle"]
         replaced = await provider.throttle(
             max_concurrent_runs=_maybe(int, limits.get("max_concurrent_runs")),
@@ -487,20 +448,14 @@ async def _perform(provider: Provider, decision: Decision, ws: Workspace) -> dic
             user_daily_budget_usd=_maybe(Decimal, limits.get("user_daily_budget_usd")),
         )
         return replaced.to_json()
-    elif decision.verb is Verb.RESTORE and isinstance(provider, LimitsCapable):
+    elif verb is Verb.RESTORE and isinstance(provider, LimitsCapable):
         await provider.restore(Replaced.from_json(decision.facts["replaced"]))
-    elif decision.verb is Verb.CONFIGURE and isinstance(provider, LifecycleCapable):
+    elif verb is Verb.CONFIGURE and isinstance(provider, LifecycleCapable):
         await provider.patch_lifecycle(ws, lifecycle_to_write(provider.name, decision, ws))
     else:
-        raise ValueError(f"no platform action for {decision.verb} on {provider.name}")
+        raise ValueError(f"no platform action for {verb} on {provider.name}")
     return None
 
 
 def _maybe(kind: Callable[[str], T], value: str | None) -> T | None:
     return None if value is None else kind(value)
-
-
-class LinkMaker(Protocol):
-    """Adds links (explain, snooze) to a warning's event data."""
-
-    def for_warning(self, decision: Decision) -> dict[str, Any]: ...

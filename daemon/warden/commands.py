@@ -13,12 +13,10 @@ import structlog
 from warden.budget.keeper import BudgetKeeper
 from warden.clock import utc_now
 from warden.daemon import Daemon, load_policy_set
-from warden.errors import ProviderError
 from warden.model import WorkspaceId
-from warden.policy.decide import decide
 from warden.policy.loader import PolicyError, PolicySet
-from warden.policy.selector import covers, server_filter
-from warden.report import decision_line
+from warden.policy.selector import covers
+from warden.report import plan_lines
 from warden.sdnotify import Notifier
 from warden.settings import Settings
 from warden.store import Store
@@ -52,32 +50,22 @@ async def run_daemon(settings: Settings, once: bool) -> int:
 
 
 async def plan(settings: Settings) -> int:
-    """`warden plan`: observe once, print what would happen, act on nothing, write nothing."""
+    """`warden plan`: one cycle of every provider with writes off. It observes, loads the
+    memory, decides (budgets included) and shows what the rails would hold; it acts on
+    nothing and writes nothing."""
     policies = _policies_or_exit(settings)
     if policies is None:
         return EXIT_BAD_INPUT
     failures = 0
     async with Daemon(settings, policies=policies) as daemon:
-        assert daemon.store is not None
-        now = daemon._clock()
-        for name, provider in daemon.providers.items():
-            try:
-                observation = await provider.observe(
-                    now=now, filter=server_filter(daemon.rules.policies, name)
-                )
-            except ProviderError as e:
-                print(f"{name}: cannot observe: {e}")
+        for name in daemon.providers:
+            result = await daemon.plan(name)
+            if result.observation is None:
+                print(f"{name}: cannot observe: {result.error}")
                 failures += 1
                 continue
-            memory = await daemon.store.load_memory(name)
-            since = await daemon.store.last_cycle(name)
-            decisions = decide(daemon.rules, observation.workspaces, memory, now=now, since=since)
-            names = {ws.id: ws for ws in observation.workspaces}
-            print(f"{name}: {len(observation.workspaces)} workspaces, {len(decisions)} decisions")
-            for decision in decisions:
-                print("  " + decision_line(decision, names))
-            for skipped in observation.skipped:
-                print(f"  SKIPPED   {name}/{skipped.native_id}: {skipped.reason}")
+            for line in plan_lines(result):
+                print(line)
     return EXIT_FAILURE if failures else EXIT_OK
 
 

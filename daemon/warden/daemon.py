@@ -1,18 +1,18 @@
-"""The daemon: wiring, the per-provider cycle, exact-time jobs, reload and shutdown.
+"""The daemon: wiring and timing. What one cycle does lives in `warden.cycle`.
 
-One cycle of one provider: observe → remember → decide → act (and tell, through the
-outbox the store writes). `run_cycle(now)` is the whole of it, callable from tests,
-`warden plan` and `warden run --once` as well as from the scheduler.
+It owns the store, the HTTP session, the providers, the lease, the dispatcher and the
+scheduler, and it decides only *when* things run: a poll job per provider, an
+exact-time cycle for what falls due between polls, schedule edges, spend feeds, the
+policy-file watch and the lease renewal. `run_cycle(now)` runs the pipeline for every
+provider (tests, `warden run --once`); `serve()` runs until SIGTERM.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -29,28 +29,19 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
-from warden.actuator import Actuator, Cycle, CycleOutcome, allowed_actions
-from warden.budget.enforce import combine, enforcement, undo
-from warden.budget.keeper import BudgetKeeper, Review, Settled, ledger_zones
-from warden.clock import Clock, monotonic, utc_now
-from warden.errors import ProviderError, excerpt
+from warden.actuator import Actuator
+from warden.budget.keeper import BudgetKeeper
+from warden.clock import Clock, utc_now
+from warden.cycle import CycleResult, Pipeline, ProviderStatus
+from warden.errors import excerpt
 from warden.events import catalogue as ev
 from warden.events.dispatcher import Dispatcher
 from warden.events.envelope import source_for
 from warden.events.snooze import SnoozeLinks, WarningLinks, snooze_routes
+from warden.leadership import Leadership
 from warden.logging import REDACTOR
 from warden.metrics import Metrics
-from warden.model import (
-    EMPTY_MEMORY,
-    Decision,
-    Event,
-    Memory,
-    State,
-    Verb,
-    Workspace,
-    WorkspaceId,
-)
-from warden.policy.decide import Rules, decide, next_due, sample_window
+from warden.policy.decide import Rules
 from warden.policy.loader import (
     PolicyError,
     PolicySet,
@@ -59,25 +50,24 @@ from warden.policy.loader import (
     snapshot_mtimes,
 )
 from warden.policy.schedule import next_edge
-from warden.policy.selector import server_filter
-from warden.providers.base import ListFilter, Observation, Provider
+from warden.providers.base import Provider
 from warden.providers.registry import build_provider, capability_names
 from warden.retry import Sleep
 from warden.sdnotify import Notifier
 from warden.server import serve_admin
 from warden.settings import Settings, policy_environment
-from warden.spend.cycle import accruals_for
 from warden.spend.feeds import FeedPoller
 from warden.store import Store
+from warden.store.lease import Fence
 
 log = structlog.get_logger(__name__)
 
 LEASE = "warden-leader"
-LEASE_TTL = timedelta(seconds=30)  # a replica that stops renewing is replaced this soon
-LEASE_RENEW = 10.0  # seconds between renewals: three chances before the lease lapses
-SPEND_GAP_LIMIT = timedelta(minutes=10)  # longer unobserved stretches accrue as estimated
+LEASE_TTL = timedelta(seconds=30)  # the default of WARDEN_LEASE_TTL
 SHUTDOWN_GRACE = 8.0  # seconds for in-flight actions at SIGTERM: systemd waits 10
 WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
+
+__all__ = ["LEASE", "LEASE_TTL", "CycleResult", "Daemon", "ProviderStatus", "load_policy_set"]
 
 
 def load_policy_set(settings: Settings, env: Mapping[str, str] | None = None) -> PolicySet:
@@ -107,17 +97,6 @@ def rules_of(policies: PolicySet) -> Rules:
     return Rules(policies.policies, policies.schedules, policies.settings)
 
 
-@dataclass(slots=True)
-class ProviderStatus:
-    """What the daemon knows of one provider's health, for /readyz and metrics."""
-
-    last_success_at: datetime | None = None
-    last_error: str | None = None
-    workspaces: int = 0
-    skipped: int = 0
-    unreachable: bool = False
-
-
 class InFlight:
     """Counts the store-using jobs that are running, so that a shutdown can wait for
     them: a job cut off mid-write would answer a store (or loop) already closed."""
@@ -143,34 +122,8 @@ class InFlight:
         await self._idle.wait()
 
 
-class Phases:
-    """How long each part of a cycle took, for the cycle's log line (monotonic clock)."""
-
-    def __init__(self) -> None:
-        self._last = monotonic()
-        self.seconds: dict[str, float] = {}
-
-    def mark(self, phase: str) -> None:
-        now = monotonic()
-        self.seconds[phase] = round(now - self._last, 3)
-        self._last = now
-
-
-@dataclass(slots=True)
-class CycleResult:
-    """One provider's cycle: what was seen, decided and done."""
-
-    provider: str
-    observation: Observation | None
-    decisions: list[Decision] = field(default_factory=list)
-    outcome: CycleOutcome = field(default_factory=CycleOutcome)
-    error: str | None = None
-    next_due: datetime | None = None  # when a decision changes without new facts
-    review: Review | None = None  # where the budgets stood, and what fired this cycle
-
-
 class Daemon:
-    """Owns the store, the HTTP session, the providers and the scheduler."""
+    """Owns the store, the HTTP session, the providers, the lease and the scheduler."""
 
     def __init__(
         self,
@@ -186,28 +139,25 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.policies = policies
-        self.rules = rules_of(policies)
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or anyio.sleep
         self._env = env
         self._notifier = notifier or Notifier({})
         self._on_cycle = on_cycle
         self._fingerprint = policy_fingerprint(policies)
         self._mtimes: dict[Path, float] = {}
         self.providers: dict[str, Provider] = {}
-        self.status: dict[str, ProviderStatus] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._http: aiohttp.ClientSession | None = None
         self.store: Store | None = None
-        self.actuator: Actuator | None = None
-        self.budgets: BudgetKeeper | None = None
+        self.pipeline: Pipeline | None = None
+        self.leadership: Leadership | None = None
         self.dispatcher: Dispatcher | None = None
         self.snooze_links: SnoozeLinks | None = None
         self.dry_run = settings.dry_run
         self.ready = anyio.Event()
-        self.leader = False  # only the replica holding the lease decides, acts and delivers
-        self._term: anyio.Event | None = None  # ends this replica's delivery when it stops leading
+        self._leading_changed = anyio.Event()  # wakes delivery when leadership changes
         self.metrics = metrics or Metrics()
         self._in_flight = InFlight()  # lease renewals, feed polls, policy watches
 
@@ -215,11 +165,20 @@ class Daemon:
 
     async def __aenter__(self) -> Daemon:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await Store.open(self.settings.effective_database_url)
-        await self.store.migrate()
+        self.store = store = await Store.open(self.settings.effective_database_url)
+        await store.migrate()
+        store.on_events_written(self._events_written)
         self._http = aiohttp.ClientSession(raise_for_status=False)
+        self.leadership = Leadership(
+            store,
+            lease=LEASE,
+            holder=self.settings.replica_id,
+            ttl=timedelta(seconds=self.settings.lease_ttl),
+            clock=self._clock,
+        )
+        self.leadership.on_change(self._leadership_changed)
         self.dispatcher = Dispatcher(
-            self.store,
+            store,
             sinks=self.policies.sinks,
             policies=[*self.policies.policies, *self.policies.budgets],
             http=self._http,
@@ -235,8 +194,16 @@ class Daemon:
             if self.snooze_links
             else None
         )
-        self.actuator = Actuator(store=self.store, sleep=self._sleep, links=links)
-        self.budgets = BudgetKeeper(self.store)
+        self.pipeline = Pipeline(
+            store,
+            policies=self.policies,
+            actuator=Actuator(links=links),
+            budgets=BudgetKeeper(store),
+            leadership=self.leadership,
+            metrics=self.metrics,
+            router=lambda: self.dispatcher.routes if self.dispatcher else None,
+            dry_run=lambda: self.dry_run,
+        )
         self._build_providers()
         self._mtimes = snapshot_mtimes(self.settings.policy_path)
         return self
@@ -254,8 +221,9 @@ class Daemon:
         if self._http is not None:
             await self._http.close()
         if self.store is not None:
-            if self.leader:  # let a standby take over now rather than when the lease lapses
-                await self.store.release_lease(LEASE, self.settings.replica_id)
+            if self.leadership is not None:  # a standby takes over now, not at expiry
+                with anyio.move_on_after(2):
+                    await self.leadership.release()
             await self.store.aclose()
 
     def _build_providers(self) -> None:
@@ -265,10 +233,35 @@ class Daemon:
             for name, config in self.policies.providers.items()
         }
         for name in self.providers:
-            self.status.setdefault(name, ProviderStatus())
             self._locks.setdefault(name, anyio.Lock())
 
-    # ------------------------------------------------------------ one cycle
+    # ------------------------------------------------------------ what others read
+
+    @property
+    def rules(self) -> Rules:
+        return self._pipeline().rules
+
+    @property
+    def status(self) -> dict[str, ProviderStatus]:
+        return self._pipeline().status
+
+    @property
+    def leader(self) -> bool:
+        return self.leadership is not None and self.leadership.leading
+
+    @property
+    def actuator(self) -> Actuator:
+        return self._pipeline().actuator
+
+    def _pipeline(self) -> Pipeline:
+        assert self.pipeline is not None, "the daemon is not open"
+        return self.pipeline
+
+    def _store(self) -> Store:
+        assert self.store is not None, "the daemon is not open"
+        return self.store
+
+    # ------------------------------------------------------------ cycles
 
     async def run_cycle(self, now: datetime | None = None) -> list[CycleResult]:
         """One cycle of every provider, one after another, at one `now`."""
@@ -276,240 +269,73 @@ class Daemon:
         return [await self.run_provider_cycle(name, now) for name in list(self.providers)]
 
     async def run_provider_cycle(self, name: str, now: datetime | None = None) -> CycleResult:
-        """Observe, remember, decide and act for one provider."""
+        """The pipeline for one provider; then the exact-time job for what falls due."""
         now = now or self._clock()
         with structlog.contextvars.bound_contextvars(provider=name):
             async with self._locks[name]:
-                result = await self._cycle(name, now)
-        self._schedule_due_jobs(name, result, now)
-        self._events_written()
+                result = await self._pipeline().run(self.providers[name], now)
+        if result.standby:
+            await self._standby_status(name)
+        self._schedule_due_job(name, result, now)
         self._announce_ready_once()
         if self._on_cycle is not None:
             self._on_cycle(result)
         return result
 
-    async def _cycle(self, name: str, now: datetime) -> CycleResult:
-        store, provider = self._store(), self.providers[name]
-        observation = await self._observe(provider, now)
-        if observation is None:
-            return CycleResult(name, None, error=self.status[name].last_error)
-        if not self.leader and not await self.renew_lease(now):
-            return CycleResult(name, observation)  # a standby observes; the leader acts
-        phases = Phases()
-        since = await store.last_cycle(name)
-        await store.record_observation(name, observation.workspaces, now)
-        await self._account(name, observation, now)
-        window = sample_window(self.rules)
-        memory = await store.load_memory(name, samples_since=now - window if window else None)
-        phases.mark("remember")
-        review = await self._budget_keeper().review(
-            self.policies.budgets, now=now, observed=observation
-        )
-        for standing in review.standings:
-            self.metrics.budget_standing(
-                standing.budget.name, standing.scope, standing.spent, standing.limit
-            )
-        decisions = decide(self.rules, observation.workspaces, memory, now=now, since=since)
-        decisions, settled = self._with_budgets(decisions, review, observation, memory, now)
-        phases.mark("decide")
-        cycle = Cycle(
-            provider=provider,
-            rules=self.rules,
-            snapshots={ws.id: ws for ws in observation.workspaces},
-            memory=memory,
-            now=now,
-            since=since,
-            dry_run=self.dry_run or self.policies.providers[name].dry_run,
-        )
-        await store.record_decisions(decisions, now, [])
-        for decision in decisions:
-            self.metrics.decision(decision.policy, decision.kind)
-        assert self.actuator is not None
-        outcome = await self.actuator.apply(cycle, decisions)
-        await self._account_stops(name, outcome, cycle.snapshots, now)
-        budgets = {b.name: b for b in self.policies.budgets}
-        await self._budget_keeper().remember(outcome, settled, budgets, now=now)
-        self._count_actions(outcome, memory, now)
-        await store.mark_cycle(name, now, success=True)
-        phases.mark("act")
-        upcoming = (
-            next_due(self.rules, observation.workspaces, await store.load_memory(name), now=now)
-            if self._scheduler is not None and self._scheduler.running
-            else None  # tests and `run --once` move time themselves
-        )
-        log.info(
-            "cycle.finished",
-            workspaces=len(observation.workspaces),
-            skipped=len(observation.skipped),
-            decisions=len(decisions),
-            acted=len(outcome.done),
-            seconds=phases.seconds,
-        )
-        return CycleResult(name, observation, decisions, outcome, next_due=upcoming, review=review)
+    async def plan(self, name: str, now: datetime | None = None) -> CycleResult:
+        """`warden plan`: the pipeline with writes off."""
+        return await self._pipeline().run(self.providers[name], now or self._clock(), writes=False)
 
-    async def _account_stops(
-        self,
-        name: str,
-        outcome: CycleOutcome,
-        snapshots: Mapping[WorkspaceId, Workspace],
-        now: datetime,
-    ) -> None:
-        """A workspace Warden stopped costs nothing from now: its spend ends at the stop,
-        not at the next poll that sees it stopped (a poll interval's worth less error)."""
-        stopped = [
-            replace(snapshots[d.workspace], state=State.STOPPED, observed_at=now)
-            for d in outcome.done
-            if d.verb is Verb.STOP and d.workspace in snapshots
-        ]
-        if stopped:
-            await self._account(name, Observation(name, now, stopped), now)
+    async def _standby_status(self, name: str) -> None:
+        """A standby is as ready as the fleet: the leader's last poll, from the store."""
+        state = await self._store().cycle_state(name)
+        status = self.status.setdefault(name, ProviderStatus())
+        status.last_success_at = state.last_success_at
+        status.unreachable = state.unreachable_since is not None
 
-    def _with_budgets(
-        self,
-        decisions: list[Decision],
-        review: Review,
-        observation: Observation,
-        memory: Mapping[WorkspaceId, Memory],
-        now: datetime,
-    ) -> tuple[list[Decision], list[Settled]]:
-        """The policies' decisions with what the budgets do to this provider's workspaces."""
-        if not self.policies.budgets:
-            return decisions, []
-        enforced = enforcement(review.standings, observation.workspaces)
-        snapshots = {ws.id: ws for ws in observation.workspaces}
-        undone = undo(review.ended, snapshots, memory, self.rules, now=now)
-        running = sum(1 for ws in observation.workspaces if ws.state == "running")
-        allowance = allowed_actions(self.rules, running)
-        merged = combine(decisions, enforced, undone.decisions, allowance=allowance)
-        return merged, undone.settled
-
-    def _budget_keeper(self) -> BudgetKeeper:
-        assert self.budgets is not None, "the daemon is not open"
-        return self.budgets
-
-    async def _account(self, name: str, observation: Observation, now: datetime) -> None:
-        """Add what each observed workspace cost since its last observation to the ledger."""
-        store, pricing = self._store(), self.policies.pricing.get(name)
-        if pricing is None:
-            return  # not priced: nothing to account (see accruals_for)
-        accruals, events = accruals_for(
-            observation,
-            await store.spend_points(name),
-            pricing,
-            now=now,
-            max_gap=SPEND_GAP_LIMIT,
-            zones=ledger_zones(self.policies.budgets),
-        )
-        await store.account_spend(name, accruals, events)
-
-    def _count_actions(
-        self, outcome: CycleOutcome, memory: Mapping[WorkspaceId, Memory], now: datetime
-    ) -> None:
-        """Each action's outcome, and how late a warned one ran after its deadline."""
-        for decision in outcome.done:
-            warning = memory.get(decision.workspace, EMPTY_MEMORY).warnings.get(decision.policy)
-            late = now - warning.due_at if warning is not None else None
-            self.metrics.action(
-                decision.policy, str(decision.verb), "succeeded", latency_after_due=late
-            )
-        for decision in outcome.planned:
-            self.metrics.action(decision.policy, str(decision.verb), "planned")
-        for decision, _why in outcome.failed:
-            self.metrics.action(decision.policy, str(decision.verb), "failed")
-        for decision, _why in outcome.held:
-            self.metrics.action(decision.policy, str(decision.verb), "held")
-
-    async def _observe(self, provider: Provider, now: datetime) -> Observation | None:
-        """A full listing, or None (never an empty list) when the provider cannot be read."""
-        status = self.status[provider.name]
-        store = self._store()
-        started = monotonic()
-        try:
-            observation = await provider.observe(
-                now=now, filter=self._listing_filter(provider.name)
-            )
-        except ProviderError as e:
-            self.metrics.poll_finished(provider.name, seconds=monotonic() - started, ok=False)
-            self.metrics.api_error(provider.name, e.status)
-            status.last_error = str(e)
-            events = []
-            if not status.unreachable:
-                events.append(
-                    ev.new_event(
-                        ev.PROVIDER_UNREACHABLE,
-                        provider.name,
-                        now=now,
-                        data={"provider": provider.name, "error": str(e)},
-                    )
-                )
-            status.unreachable = True
-            await store.add_events(events)
-            await store.mark_cycle(provider.name, now, success=False)
-            log.warning("poll.failed", error=str(e))
-            return None
-        self.metrics.poll_finished(provider.name, seconds=monotonic() - started, ok=True)
-        self.metrics.workspaces_seen(
-            provider.name, Counter(str(ws.state) for ws in observation.workspaces)
-        )
-        events = [
-            _skipped_event(provider.name, s.native_id, s.reason, now) for s in observation.skipped
-        ]
-        if status.unreachable:
-            events.append(
-                ev.new_event(
-                    ev.PROVIDER_RECOVERED, provider.name, now=now, data={"provider": provider.name}
-                )
-            )
-        await store.add_events(events)
-        for skipped in observation.skipped:
-            log.warning("workspace.skipped", native_id=skipped.native_id, reason=skipped.reason)
-        status.unreachable, status.last_error = False, None
-        status.last_success_at = now
-        status.workspaces, status.skipped = len(observation.workspaces), len(observation.skipped)
-        return observation
-
-    def _listing_filter(self, name: str) -> ListFilter | None:
-        """Narrow the listing to what the policies can match, unless its spend counts."""
-        if name in self.policies.pricing:
-            return None  # every running workspace costs money, matched by a policy or not
-        return server_filter(self.rules.policies, name)
-
-    def _store(self) -> Store:
-        assert self.store is not None, "the daemon is not open"
-        return self.store
-
-    # ------------------------------------------------------------ leadership
+    # ------------------------------------------------------------ leadership and delivery
 
     async def renew_lease(self, now: datetime | None = None) -> bool:
         """Take or keep the leader lease; with several replicas on one database, one acts."""
-        now = now or self._clock()
-        was = self.leader
+        assert self.leadership is not None
         async with self._in_flight.job():
-            self.leader = await self._store().try_acquire_lease(
-                LEASE, self.settings.replica_id, now, LEASE_TTL
-            )
-        if self.leader != was:
-            log.info(
-                "lease.acquired" if self.leader else "lease.lost", replica=self.settings.replica_id
-            )
-            self._notifier.status("leading" if self.leader else "standing by")
-            if not self.leader and self._term is not None:
-                self._term.set()
+            try:
+                await self.leadership.renew(now or self._clock())
+            except Exception as e:  # the database is down: the local deadline decides
+                log.warning("lease.renew_failed", error=excerpt(f"{type(e).__name__}: {e}"))
         return self.leader
 
+    def _leadership_changed(self, fence: Fence | None) -> None:
+        self._notifier.status("leading" if fence is not None else "standing by")
+        if self.dispatcher is not None:
+            self.dispatcher.use_store(self._store().with_fence(fence))
+        self._leading_changed.set()
+
     async def _deliver_while_leading(self, stop: anyio.Event) -> None:
-        """Run the dispatcher while this replica leads; stand by while another does."""
+        """Run the dispatcher while this replica leads (from the moment it wins the
+        lease, not at the next renewal); stand by while another does."""
         assert self.dispatcher is not None
+        assert self.leadership is not None
         while not stop.is_set():
+            self._leading_changed = changed = anyio.Event()
             if not self.leader:
-                with anyio.move_on_after(LEASE_RENEW):
-                    await stop.wait()
+                await _first_of(stop.wait, changed.wait)
                 continue
-            self._term = term = anyio.Event()
+            term = anyio.Event()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_relay, stop, term)
-                await self.dispatcher.run(term)
+                tg.start_soon(_relay_either, stop, changed, term)
+                await self.dispatcher.run(term, lease_check=self.leadership.check)
                 tg.cancel_scope.cancel()
+
+    async def _listen_for_events(self, stop: anyio.Event) -> None:
+        """PostgreSQL: events written by any replica wake this one's dispatcher."""
+        async with self._store().listen(self._events_written):
+            await stop.wait()
+
+    def _events_written(self) -> None:
+        """Wake the dispatcher: new events are in the outbox."""
+        if self.dispatcher is not None:
+            self.dispatcher.notify()
 
     # ------------------------------------------------------------ time
 
@@ -527,7 +353,7 @@ class Daemon:
         )
         self._scheduler.add_job(
             self.renew_lease,
-            IntervalTrigger(seconds=LEASE_RENEW),
+            IntervalTrigger(seconds=self.settings.lease_ttl / 3),
             id="lease",
             max_instances=1,
             coalesce=True,
@@ -577,9 +403,8 @@ class Daemon:
             return
         async with self._in_flight.job():
             await poller.poll_once(now)
-        self._events_written()
 
-    def _schedule_due_jobs(self, name: str, result: CycleResult, now: datetime) -> None:
+    def _schedule_due_job(self, name: str, result: CycleResult, now: datetime) -> None:
         """An exact-time cycle for what falls due before the next poll: a warning's
         deadline, a snooze's end, an idle or lifetime limit (rebuilt from the store,
         since every cycle reads its memory, so a restart loses none)."""
@@ -626,7 +451,7 @@ class Daemon:
                 if isinstance(e, PolicyError)
                 else [f"the policy files could not be loaded: {type(e).__name__}: {e}"]
             )
-            log.error("policy.rejected", problems=problems)
+            log.error("policy.rejected", problems=problems[:20], count=len(problems))
             self.metrics.policy_reload(ok=False)
             await self._store().add_events(
                 [ev.new_event(ev.POLICY_REJECTED, "policies", now=now, data={"problems": problems})]
@@ -636,9 +461,14 @@ class Daemon:
         fingerprint = policy_fingerprint(policies)
         if fingerprint == self._fingerprint:
             return True
-        self.policies, self.rules, self._fingerprint = policies, rules_of(policies), fingerprint
-        if self.actuator is not None:
-            self.actuator.degraded.clear()  # a new plan or token may have come with the edit
+        await self._use(policies, fingerprint, now)
+        return True
+
+    async def _use(self, policies: PolicySet, fingerprint: str, now: datetime) -> None:
+        """Run with a new policy set from the next cycle on."""
+        self.policies, self._fingerprint = policies, fingerprint
+        self._pipeline().configure(policies)
+        self.actuator.degraded.clear()  # a new plan or token may have come with the edit
         if self.dispatcher is not None:
             self.dispatcher.configure(policies.sinks, [*policies.policies, *policies.budgets])
         for provider in self.providers.values():
@@ -652,25 +482,10 @@ class Daemon:
             self._add_feed_jobs()
             self._schedule_edges(now)
         log.info("policy.loaded", policies=len(policies.policies), providers=len(self.providers))
+        data = {"policies": [p.name for p in policies.policies], "fingerprint": fingerprint}
         await self._store().add_events(
-            [
-                ev.new_event(
-                    ev.POLICY_LOADED,
-                    "policies",
-                    now=now,
-                    data={
-                        "policies": [p.name for p in policies.policies],
-                        "fingerprint": fingerprint,
-                    },
-                )
-            ]
+            [ev.new_event(ev.POLICY_LOADED, "policies", now=now, data=data)]
         )
-        return True
-
-    def _events_written(self) -> None:
-        """Wake the dispatcher: new events are in the outbox."""
-        if self.dispatcher is not None:
-            self.dispatcher.notify()
 
     async def reload_if_changed(self) -> None:
         mtimes = snapshot_mtimes(self.settings.policy_path)
@@ -704,10 +519,12 @@ class Daemon:
                 self,
                 self.settings,
             )
-            self.start_scheduler()
-            tg.start_soon(self._signals, stop, tg.cancel_scope)
-            tg.start_soon(self._watchdog)
             tg.start_soon(self._deliver_while_leading, stop)
+            tg.start_soon(self._listen_for_events, stop)
+            await self.renew_lease()  # leading before the first poll: delivery starts now
+            self.start_scheduler()
+            tg.start_soon(self._signals, stop)
+            tg.start_soon(self._watchdog)
             await stop.wait()
             self._notifier.stopping()
             log.info("daemon.stopping")
@@ -740,7 +557,7 @@ class Daemon:
             await self._in_flight.idle()
         self._scheduler.shutdown(wait=False)
 
-    async def _signals(self, stop: anyio.Event, _scope: Any) -> None:
+    async def _signals(self, stop: anyio.Event) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -769,10 +586,22 @@ class Daemon:
             self._notifier.ready(f"watching {ok}/{len(self.status)} providers")
 
 
-async def _relay(source: anyio.Event, target: anyio.Event) -> None:
-    """Set `target` when `source` is set."""
-    await source.wait()
+async def _relay_either(first: anyio.Event, second: anyio.Event, target: anyio.Event) -> None:
+    """Set `target` when either `first` or `second` is set."""
+    await _first_of(first.wait, second.wait)
     target.set()
+
+
+async def _first_of(*waits: Callable[[], Any]) -> None:
+    """Return as soon as one of `waits` returns; cancel the others."""
+    async with anyio.create_task_group() as tg:
+
+        async def one(wait: Callable[[], Any]) -> None:
+            await wait()
+            tg.cancel_scope.cancel()
+
+        for wait in waits:
+            tg.start_soon(one, wait)
 
 
 def snooze_links(settings: Settings) -> SnoozeLinks | None:
@@ -780,13 +609,3 @@ def snooze_links(settings: Settings) -> SnoozeLinks | None:
     if settings.snooze_secret is None or settings.public_url is None:
         return None
     return SnoozeLinks(settings.snooze_secret.get_secret_value().encode(), settings.public_url)
-
-
-def _skipped_event(provider: str, native_id: str | None, reason: str, now: datetime) -> Event:
-    subject = f"{provider}/{native_id}" if native_id else provider
-    return ev.new_event(
-        ev.PROVIDER_ANSWER_REJECTED,
-        subject,
-        now=now,
-        data={"provider": provider, "workspace": subject if native_id else None, "reason": reason},
-    )

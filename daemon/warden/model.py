@@ -95,6 +95,8 @@ class Verb(StrEnum):
     THROTTLE = "throttle"  # lower the agent-run platform's limits (a budget's action)
     RESTORE = "restore"  # put a throttle's limits back (a budget's reset)
     CONFIGURE = "configure"  # write the platform's own settings (Mage's lifecycle config)
+    KILL_SWITCH = "kill_switch"  # the agent-run platform's switch on: every run is blocked
+    RELEASE = "release_kill_switch"  # the kill switch off again: runs are accepted
 
 
 class DecisionKind(StrEnum):
@@ -130,6 +132,7 @@ class Warning:
     warned_at: datetime
     due_at: datetime
     snoozes_used: int = 0
+    event_id: str | None = None  # the event that told it: its action waits for its delivery
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

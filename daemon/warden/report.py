@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from warden.actuator import CycleOutcome
+from warden.budget.enforce import CENT
 from warden.model import Decision, DecisionKind, State, Workspace, WorkspaceId
 from warden.policy.durations import format_duration
+
+if TYPE_CHECKING:  # the cycle module imports this one's neighbours; only the type is needed
+    from warden.cycle import CycleResult
 
 
 def decision_line(decision: Decision, names: Mapping[WorkspaceId, Workspace]) -> str:
@@ -25,8 +30,9 @@ def decision_line(decision: Decision, names: Mapping[WorkspaceId, Workspace]) ->
 
 
 def _label(decision: Decision) -> str:
+    """The verb as a word of the line: STOP, KILL SWITCH, RELEASE KILL SWITCH, WARN."""
     if decision.kind is DecisionKind.ACT and decision.verb is not None:
-        return str(decision.verb).upper()
+        return str(decision.verb).replace("_", " ").upper()
     return str(decision.kind).upper()
 
 
@@ -42,6 +48,35 @@ def outcome_lines(outcome: CycleOutcome, names: Mapping[WorkspaceId, Workspace])
         yield f"FAILED    {decision.workspace} · {decision.policy}: {decision.verb}: {why}"
     for decision, why in outcome.held:
         yield f"HELD      {decision.workspace} · {decision.policy}: {decision.verb}: {why}"
+
+
+def plan_lines(result: CycleResult) -> Iterable[str]:
+    """`warden plan`: one provider's decisions, what would be done, wait or be held."""
+    observation = result.observation
+    assert observation is not None
+    names = {ws.id: ws for ws in observation.workspaces}
+    outcome = result.outcome
+    yield (
+        f"{result.provider}: {len(observation.workspaces)} workspaces, "
+        f"{len(result.decisions)} decisions"
+        + ("" if getattr(observation, "complete", True) else " (the listing is incomplete)")
+    )
+    for decision in [*outcome.warned, *outcome.cleared, *outcome.planned]:
+        yield "  " + decision_line(decision, names)
+    for decision, why in outcome.deferred:
+        yield f"  {'WAIT':<9} {decision.workspace} · {decision.policy}: {decision.verb}: {why}"
+    for decision, why in outcome.held:
+        yield f"  {'HELD':<9} {decision.workspace} · {decision.policy}: {decision.verb}: {why}"
+    for decision in result.decisions:
+        if decision.kind is DecisionKind.SKIP:
+            yield "  " + decision_line(decision, names)
+    for standing in result.review.standings if result.review else []:
+        yield (
+            f"  {'BUDGET':<9} {standing.budget.name} ({standing.scope}): "
+            f"${standing.spent.quantize(CENT)} of ${standing.limit.quantize(CENT)}"
+        )
+    for skipped in observation.skipped:
+        yield f"  {'SKIPPED':<9} {result.provider}/{skipped.native_id}: {skipped.reason}"
 
 
 def left_alone_lines(

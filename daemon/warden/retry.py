@@ -1,8 +1,13 @@
-"""Retrying transient platform failures, and a circuit breaker per provider.
+"""The one retry policy: how long to wait after a failure, for platforms and sinks alike,
+and a circuit breaker per provider.
 
-Only `ProviderUnavailable` is retried: a refusal (4xx) will not change by asking again.
-A `Retry-After` from the platform sets the next wait. Sleeping is injected so that
-tests and the simulated demo do not wait.
+Nothing is retried in a tight loop. A failed platform action waits for a later cycle
+(`warden.rails` holds it back until its next attempt time), a failed delivery for a
+later round of the dispatcher; both take that time from `Backoff.delay`. The wait
+doubles with each failure from `base` up to `cap`, with jitter upward only (so that a
+herd spreads out, yet no attempt comes sooner than the doubling promises: after a time
+T of failing, at most about log2(T / base) + 1 attempts were made), and never sooner
+than a `Retry-After` the other side asked for.
 """
 
 from __future__ import annotations
@@ -11,48 +16,30 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
-import anyio
-
-from warden.errors import ProviderUnavailable
-
-T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Backoff:
-    """Exponential backoff with full jitter, capped, for a bounded number of attempts."""
+    """Exponential backoff with upward jitter, capped, honouring Retry-After."""
 
-    attempts: int = 3
-    base: float = 0.5  # seconds before the second attempt (before jitter)
-    cap: float = 30.0
+    base: timedelta = timedelta(seconds=30)  # the wait after the first failure
+    cap: timedelta = timedelta(hours=1)
+    jitter: float = 0.2  # up to this share longer than the exponential step
 
-    def wait(self, attempt: int, retry_after: timedelta | None, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        if retry_after is not None:
-            return min(retry_after.total_seconds(), self.cap)
-        return rng.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+    def delay(
+        self, failures: int, retry_after: timedelta | None = None, rng: random.Random | None = None
+    ) -> timedelta:
+        """The wait after `failures` failures in a row (1-based)."""
+        step: timedelta = min(self.cap, self.base * 2 ** min(max(failures, 1) - 1, 40))
+        spread = (rng or random).uniform(1.0, 1.0 + self.jitter)
+        wait = min(self.cap, step * spread)
+        return max(wait, retry_after) if retry_after is not None else wait
 
 
-async def with_retries(
-    call: Callable[[], Awaitable[T]],
-    *,
-    backoff: Backoff,
-    sleep: Sleep = anyio.sleep,
-    rng: random.Random | None = None,
-) -> T:
-    """Run `call`, retrying ProviderUnavailable up to `backoff.attempts` times in all."""
-    rng = rng or random.Random()
-    for attempt in range(1, backoff.attempts + 1):
-        try:
-            return await call()
-        except ProviderUnavailable as e:
-            if attempt == backoff.attempts:
-                raise
-            await sleep(backoff.wait(attempt, e.retry_after, rng))
-    raise AssertionError("unreachable: the loop returns or raises")
+ACTIONS = Backoff()  # a platform action that failed: 30 s, 1 min, 2 min, ... 1 h
+DELIVERIES = Backoff(base=timedelta(seconds=5), cap=timedelta(minutes=30))  # a webhook
 
 
 class CircuitBreaker:

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         default=False, description="require a token on /healthz, /readyz and /metrics"
     )
     replica_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    lease_ttl: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds a replica's lease lasts unrenewed: a paused or dead leader is "
+        "replaced this soon; renewed every third of it",
+    )
 
     @field_validator("policy_path", mode="before")
     @classmethod

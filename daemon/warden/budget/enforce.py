@@ -70,19 +70,15 @@ def enforcement(standings: Sequence[Standing], snapshots: Sequence[Workspace]) -
 
 
 def combine(
-    decisions: Sequence[Decision],
-    enforced: Enforcement,
-    undo: Sequence[Decision],
-    *,
-    allowance: int,
+    decisions: Sequence[Decision], enforced: Enforcement, undo: Sequence[Decision]
 ) -> list[Decision]:
     """The policies' decisions with the budgets': one state change per workspace.
 
     A spent budget wins over a policy's resume (a schedule's opening does not start
     what the budget holds down); a policy's own stop or resume of a workspace goes
-    first and the budget's is dropped. Budget stops beyond `allowance` (what the blast
-    radius leaves this cycle) wait for the next cycle instead of holding every action:
-    they are ordered largest spender first, so the biggest costs stop first.
+    first and the budget's is dropped. The budgets' stops come largest spender first
+    (across every scope), so that where the rails' pace lets only some act this cycle,
+    the biggest costs stop first and the rest wait for the next cycle.
     """
     kept = [
         d
@@ -93,10 +89,9 @@ def combine(
     ]
     changing = {d.workspace for d in kept if counts_toward_blast_radius(d)}
     budget = [d for d in (*enforced.decisions, *undo) if d.workspace not in changing]
-    room = max(allowance - sum(1 for d in kept if counts_toward_blast_radius(d)), 0)
     disruptive = sorted((d for d in budget if counts_toward_blast_radius(d)), key=_largest_first)
-    waiting = {id(d) for d in disruptive[room:]}
-    return kept + [d for d in budget if id(d) not in waiting]
+    rest = [d for d in budget if not counts_toward_blast_radius(d)]
+    return kept + disruptive + rest
 
 
 def _largest_first(d: Decision) -> tuple[Decimal, WorkspaceId]:

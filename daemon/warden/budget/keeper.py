@@ -35,7 +35,7 @@ from warden.store import Store
 
 log = structlog.get_logger(__name__)
 
-UNDOES = {Verb.RESUME: Verb.STOP, Verb.RESTORE: Verb.THROTTLE}
+UNDOES = {Verb.RESUME: Verb.STOP, Verb.RELEASE: Verb.KILL_SWITCH, Verb.RESTORE: Verb.THROTTLE}
 FEED_BURN = timedelta(hours=1)  # fed spend this recent counts as the scope's hourly burn
 FEED_WHOLE_PROVIDER = "-"  # the workspace of a fed record that names none
 Settled = tuple[WindowKey, Acted]  # an action with nothing left to undo
@@ -74,6 +74,8 @@ class BudgetKeeper:
         *,
         now: datetime,
         observed: Observation | None = None,
+        store: Store | None = None,
+        save: bool = True,
     ) -> Review:
         """Where every budget stands; newly fired thresholds are saved and told.
 
@@ -83,10 +85,15 @@ class BudgetKeeper:
         if not budgets:
             return Review()
         async with self._lock:
-            return await self._review(budgets, now, observed)
+            return await self._review(budgets, now, observed, store or self._store, save)
 
     async def _review(
-        self, budgets: Sequence[BudgetPolicy], now: datetime, observed: Observation | None
+        self,
+        budgets: Sequence[BudgetPolicy],
+        now: datetime,
+        observed: Observation | None,
+        store: Store,
+        save: bool,
     ) -> Review:
         review = Review()
         known = await self._store.budget_windows(open_at=now, pending_undo=True)
@@ -107,8 +114,8 @@ class BudgetKeeper:
                 events.extend(_crossed(standing, i, now) for i in standing.fired)
         changed.extend(self._settle_quiet_ends(review, now, events))
         review.ended = [s for s in review.states.values() if s.window_end <= now and not s.undone]
-        if changed:
-            await self._store.save_budget_windows(changed, events)
+        if changed and save:  # `warden plan` sees what would fire, and writes nothing
+            await store.save_budget_windows(changed, events)
             log.info("budget.thresholds_fired", count=len(events))
         return review
 
@@ -194,12 +201,13 @@ class BudgetKeeper:
         budgets: Mapping[str, BudgetPolicy],
         *,
         now: datetime,
+        store: Store | None = None,
     ) -> None:
         """Record the budgets' actions that succeeded (and undos), in one transaction."""
         if not budgets or not (outcome.done or settled):
             return
         async with self._lock:
-            await self._remember(outcome, settled, budgets, now)
+            await self._remember(outcome, settled, budgets, now, store or self._store)
 
     async def _remember(
         self,
@@ -207,6 +215,7 @@ class BudgetKeeper:
         settled: Sequence[Settled],
         budgets: Mapping[str, BudgetPolicy],
         now: datetime,
+        store: Store,
     ) -> None:
         # Read again: another provider's cycle may have changed a window since review.
         known = await self._store.budget_windows(open_at=now, pending_undo=True)
@@ -228,7 +237,7 @@ class BudgetKeeper:
                 gone = {(decision.workspace, UNDOES[decision.verb])}
                 touched[key] = current.without(gone)
                 undone.setdefault(key, []).append(str(decision.workspace))
-            elif decision.verb in (Verb.STOP, Verb.THROTTLE):
+            elif decision.verb in (Verb.STOP, Verb.KILL_SWITCH, Verb.THROTTLE):
                 replaced = outcome.replaced.get(decision.workspace)
                 acted = Acted(decision.workspace, decision.verb, replaced)
                 touched[key] = current.acting((acted,))
@@ -242,7 +251,7 @@ class BudgetKeeper:
             if s.undone and s.window_end <= now
         ]
         if touched:
-            await self._store.save_budget_windows(list(touched.values()), events)
+            await store.save_budget_windows(list(touched.values()), events)
 
 
 def _spent_by(standing: Standing, ws: Workspace) -> Decimal:

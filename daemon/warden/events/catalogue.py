@@ -21,12 +21,18 @@ WORKSPACE_RESUMED: Final = "warden.workspace.resumed"
 WORKSPACE_EXTENDED: Final = "warden.workspace.extended"
 # a lifecycle policy wrote the platform's settings (Mage's lifecycle config)
 WORKSPACE_CONFIGURED: Final = "warden.workspace.configured"
+# the agent-run platform's kill switch: every run and step there is blocked, or free again
+KILL_SWITCH_ENGAGED: Final = "warden.workspace.kill_switch_engaged"
+KILL_SWITCH_RELEASED: Final = "warden.workspace.kill_switch_released"
 WORKSPACE_NOTIFIED: Final = "warden.workspace.notified"
 WORKSPACE_SKIPPED: Final = "warden.workspace.skipped"
 WORKSPACE_SNOOZED: Final = "warden.workspace.snoozed"
 ACTION_PLANNED: Final = "warden.action.planned"  # dry run: what would have happened
 ACTION_FAILED: Final = "warden.action.failed"
 ACTION_HELD: Final = "warden.action.held"  # a safety rail held an action back
+ACTION_RELEASED: Final = "warden.action.released"  # an admin let a held policy act
+ACTION_RECOVERED: Final = "warden.action.recovered"  # an action a crash interrupted, settled
+REPLICA_FENCED: Final = "warden.replica.fenced"  # this replica lost its lease: it stops acting
 PROVIDER_UNREACHABLE: Final = "warden.provider.unreachable"
 PROVIDER_RECOVERED: Final = "warden.provider.recovered"
 PROVIDER_ANSWER_REJECTED: Final = "warden.provider.answer_rejected"
@@ -51,12 +57,17 @@ SEVERITY: Mapping[str, str] = {
     WORKSPACE_RESUMED: "info",
     WORKSPACE_EXTENDED: "info",
     WORKSPACE_CONFIGURED: "info",
+    KILL_SWITCH_ENGAGED: "critical",
+    KILL_SWITCH_RELEASED: "info",
     WORKSPACE_NOTIFIED: "warning",
     WORKSPACE_SKIPPED: "info",
     WORKSPACE_SNOOZED: "info",
     ACTION_PLANNED: "info",
     ACTION_FAILED: "critical",
     ACTION_HELD: "critical",
+    ACTION_RELEASED: "warning",
+    ACTION_RECOVERED: "warning",
+    REPLICA_FENCED: "warning",
     PROVIDER_UNREACHABLE: "critical",
     PROVIDER_RECOVERED: "info",
     PROVIDER_ANSWER_REJECTED: "warning",
@@ -81,6 +92,8 @@ DONE_BY_VERB: Mapping[Verb, str] = {
     Verb.NOTIFY: WORKSPACE_NOTIFIED,
     Verb.THROTTLE: WORKSPACE_THROTTLED,
     Verb.RESTORE: WORKSPACE_RESTORED,
+    Verb.KILL_SWITCH: KILL_SWITCH_ENGAGED,
+    Verb.RELEASE: KILL_SWITCH_RELEASED,
 }
 
 

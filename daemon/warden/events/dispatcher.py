@@ -38,12 +38,14 @@ from warden.events import catalogue as ev
 from warden.events.envelope import cloud_event, source_for
 from warden.events.routing import GROUPING_SINKS, Batch, Routes, plan_batches
 from warden.events.sinks import DELIVERED, Attempt, log_events, outbound, send
+from warden.leadership import LeaseLapsed
 from warden.model import Event
 from warden.policy.models import BudgetPolicy, Policy, SinkConfig
-from warden.retry import Sleep
+from warden.retry import Backoff, Sleep
 from warden.store import Store
 from warden.store import deliveries as db
 from warden.store.deliveries import Queued
+from warden.store.lease import Fenced
 
 log = structlog.get_logger(__name__)
 
@@ -67,13 +69,11 @@ class DeliveryPolicy:
     def backoff(
         self, attempts: int, retry_after: timedelta | None, rng: random.Random
     ) -> timedelta:
-        """The wait after `attempts` failed attempts: the receiver's Retry-After when it
-        gave one, else exponential with jitter (half to all of the exponential step, so
-        that a herd of retries spreads out but none comes back at once)."""
-        if retry_after is not None:
-            return max(retry_after, timedelta(0))
-        step: timedelta = min(self.backoff_cap, self.backoff_base * 2 ** min(attempts - 1, 32))
-        return step * rng.uniform(0.5, 1.0)
+        """The wait after `attempts` failed attempts: the one retry policy of `warden.retry`,
+        exponential from `backoff_base`, never sooner than the receiver's Retry-After."""
+        return Backoff(base=self.backoff_base, cap=self.backoff_cap).delay(
+            attempts, retry_after, rng
+        )
 
 
 @dataclass(slots=True)
@@ -124,6 +124,7 @@ class Dispatcher:
         self._changed: anyio.Event | None = None
         self._stopping = False
         self._routes = Routes.of({}, [])
+        self._lease_check: Callable[[], object] = lambda: None
         self.configure(sinks, policies)
 
     # ------------------------------------------------------------ control
@@ -142,19 +143,34 @@ class Dispatcher:
         for wake in self._wakes.values():
             wake.set()
 
+    def use_store(self, store: Store) -> None:
+        """Deliver through this view of the store from now on: the leader's fenced one,
+        so that a replica that lost its lease claims and records nothing."""
+        self._store = store
+
     @property
     def sinks(self) -> Mapping[str, SinkConfig]:
         return self._routes.sinks
 
+    @property
+    def routes(self) -> Routes:
+        """Which sinks get which events, as configured now."""
+        return self._routes
+
     # ------------------------------------------------------------ running
 
-    async def run(self, stop: anyio.Event) -> None:
+    async def run(
+        self, stop: anyio.Event, *, lease_check: Callable[[], object] = lambda: None
+    ) -> None:
         """Deliver until `stop` is set: one worker per sink, following `configure()`.
 
         At `stop`, rounds under way may finish (their outcomes recorded) within
         `stop_grace`; then what is left is cancelled, to be attempted again next start.
+        `lease_check` runs before every send; when it raises (the lease lapsed by this
+        replica's clock), or a claim is refused for an old epoch, delivery stops at once.
         """
         self._stopping = False
+        self._lease_check = lease_check
         running: dict[str, anyio.Event] = {}  # sink → set when its worker has ended
         async with anyio.create_task_group() as tg:
             while not stop.is_set():
@@ -180,6 +196,10 @@ class Dispatcher:
                     now = self._clock()
                     try:
                         done = await self.deliver_sink(name, now)
+                    except (Fenced, LeaseLapsed) as e:  # another replica delivers now
+                        log.warning("delivery.fenced", error=str(e))
+                        self._stopping = True
+                        return
                     except Exception as e:  # a database hiccup must not end delivery
                         error = excerpt(f"{type(e).__name__}: {e}")
                         log.error("delivery.round_failed", error=error)
@@ -286,6 +306,7 @@ class Dispatcher:
                 for e in batch.events
             ]
             request = outbound(sink, events, now=now)
+            self._lease_check()  # never send as a leader whose lease has lapsed
             if request is None:
                 log_events(name, events)
                 attempt = DELIVERED

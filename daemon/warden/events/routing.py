@@ -104,6 +104,10 @@ class Routes:
             return True
         return sink_name in self.notify[policy]
 
+    def sink_type(self, sink_name: str) -> str | None:
+        sink = self.sinks.get(sink_name)
+        return None if sink is None else sink.type
+
     def sinks_for(self, event: Event) -> list[str]:
         """Every sink that gets `event`, by name."""
         return sorted(name for name in self.sinks if self.wants(name, event))

@@ -72,12 +72,30 @@ DECISION: Final[Schema] = _object(
     },
     {
         "action": {
-            "enum": ["stop", "resume", "extend", "notify", "throttle", "restore", "configure"]
+            "enum": [
+                "stop",
+                "resume",
+                "extend",
+                "notify",
+                "throttle",
+                "restore",
+                "configure",
+                "kill_switch",
+                "release_kill_switch",
+            ]
         },
         "due_at": _TIME,
         "extend_to": _TIME,
         "idempotency_key": _NAME,
         "error": _TEXT,
+        "recovered": {
+            "type": "boolean",
+            "description": "finished by crash recovery: the platform had done it already",
+        },
+        "warning": {
+            "enum": ["delivered", "dead_lettered"],
+            "description": "how the warning that announced this action fared with its sinks",
+        },
         "links": _LINKS,
         "snooze": _object(
             {"by": _TEXT, "max": {"type": "integer", "minimum": 1}},
@@ -87,15 +105,21 @@ DECISION: Final[Schema] = _object(
 _ACTION: Final[Schema] = _with(DECISION, {"action": DECISION["properties"]["action"]})
 _DONE: Final[Schema] = _with(_ACTION, {"idempotency_key": _NAME}, decision="act")
 
-_HELD_BY_RAIL: Final[Schema] = _with(DECISION, {"held_because": _TEXT})
-_HELD_BY_BLAST_RADIUS: Final[Schema] = _object(
+_HELD_BY_SURGE: Final[Schema] = _object(
     {
         "provider": _NAME,
+        "policy": _NAME,
         "held_because": _TEXT,
         "workspaces": {"type": "array", "items": _WORKSPACE},
         "running": {"type": "integer", "minimum": 0},
         "limit": {"type": "integer", "minimum": 0},
-    }
+        "usual": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "the most this policy did in one cycle lately",
+        },
+    },
+    {"release": {**_TEXT, "description": "how an admin lets the policy act"}},
 )
 
 _MONEY: Final[Schema] = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "description": "USD"}
@@ -139,6 +163,8 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
         },
         action="configure",
     ),
+    ev.KILL_SWITCH_ENGAGED: _with(_DONE, action="kill_switch"),
+    ev.KILL_SWITCH_RELEASED: _with(_DONE, action="release_kill_switch"),
     ev.WORKSPACE_NOTIFIED: _with(DECISION, action="notify"),
     ev.WORKSPACE_SKIPPED: DECISION,
     ev.WORKSPACE_SNOOZED: {
@@ -170,11 +196,40 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     },
     ev.ACTION_PLANNED: _with(_ACTION, {"idempotency_key": _NAME}),
     ev.ACTION_FAILED: _with(_ACTION, {"idempotency_key": _NAME, "error": _TEXT}),
-    ev.ACTION_HELD: {"oneOf": [_HELD_BY_RAIL, _HELD_BY_BLAST_RADIUS]},
+    ev.ACTION_HELD: _HELD_BY_SURGE,
+    ev.ACTION_RELEASED: _object(
+        {
+            "provider": _NAME,
+            "policy": _NAME,
+            "held_since": _TIME,
+            "held_because": _TEXT,
+            "released_by": _TEXT,
+        }
+    ),
+    ev.ACTION_RECOVERED: _object(
+        {
+            "workspace": _WORKSPACE,
+            "provider": _NAME,
+            "policy": _NAME,
+            "action": DECISION["properties"]["action"],
+            "idempotency_key": _NAME,
+            "outcome": {"enum": ["succeeded", "failed", "abandoned", "resent"]},
+            "reason": _TEXT,
+        }
+    ),
+    ev.REPLICA_FENCED: _object({"replica": _NAME, "lease": _NAME, "epoch": {"type": "integer"}}),
     ev.PROVIDER_UNREACHABLE: _object({"provider": _NAME, "error": _TEXT}),
     ev.PROVIDER_RECOVERED: _object({"provider": _NAME}),
     ev.PROVIDER_ANSWER_REJECTED: _object(
-        {"provider": _NAME, "workspace": {"oneOf": [_WORKSPACE, {"type": "null"}]}, "reason": _TEXT}
+        {
+            "provider": _NAME,
+            "workspace": {"oneOf": [_WORKSPACE, {"type": "null"}]},
+            "reason": _TEXT,
+        },
+        {
+            "page": {**_TEXT, "description": "the page of the listing refused, e.g. @200"},
+            "unread_pages": {"type": "integer", "minimum": 0},
+        },
     ),
     ev.POLICY_REJECTED: _object(
         {"problems": {"type": "array", "items": _TEXT, "minItems": 1}},

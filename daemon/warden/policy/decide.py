@@ -541,3 +541,76 @@ def _with(decision: Decision, *, dry_run: bool) -> Decision:
 def _earliest(*moments: datetime | None) -> datetime | None:
     known = [m for m in moments if m is not None]
     return min(known) if known else None
+
+
+# ---------------------------------------------------------------- right before acting
+
+# What the platform must show for each verb to be worth sending (budget actions and
+# actions recovered after a crash, which have no policy to ask again).
+_WANTED_STATE = {
+    Verb.STOP: State.RUNNING,
+    Verb.KILL_SWITCH: State.RUNNING,
+    Verb.RESUME: State.STOPPED,
+    Verb.RELEASE: State.STOPPED,
+}
+# Under another name the same act: a kill switch is the agent-run platform's stop.
+_POLICY_VERB = {Verb.KILL_SWITCH: Verb.STOP, Verb.RELEASE: Verb.RESUME}
+
+
+def still_stands(
+    rules: Rules,
+    decision: Decision,
+    fresh: Workspace,
+    mem: Memory,
+    *,
+    now: datetime,
+    since: datetime | None,
+) -> str | None:
+    """None when `decision` still stands on a fresh read of its workspace; else why not.
+
+    A policy's action is decided again on the fresh facts (the same rule, the same
+    memory); a budget's needs the workspace in the state it acts on. Never mid-build.
+    """
+    if fresh.transitioning:
+        return f"an operation is in flight ({fresh.state})"
+    policy = next((p for p in rules.policies if p.name == decision.policy), None)
+    if policy is None:  # a budget's action: its spend was judged this cycle
+        wanted = _WANTED_STATE.get(decision.verb)  # type: ignore[arg-type]
+        if wanted is not None and fresh.state is not wanted:
+            return f"a fresh read no longer justifies it ({fresh.state})"
+        return None
+    again = decide_policy(rules, policy, fresh, mem, now=now, since=since)
+    verb = _POLICY_VERB.get(decision.verb, decision.verb)  # type: ignore[arg-type]
+    if again is None or again.kind is not DecisionKind.ACT or again.verb is not verb:
+        return f"a fresh read no longer justifies it ({fresh.state})"
+    return None
+
+
+def effect_seen(decision: Decision, fresh: Workspace) -> bool:
+    """Whether the platform already shows what `decision` asked for (crash recovery)."""
+    verb = decision.verb
+    if verb in (Verb.STOP, Verb.KILL_SWITCH):
+        return fresh.state in (State.STOPPED, State.STOPPING)
+    if verb in (Verb.RESUME, Verb.RELEASE):
+        return fresh.state in (State.RUNNING, State.STARTING)
+    if verb is Verb.EXTEND:
+        return (
+            decision.extend_to is not None
+            and fresh.deadline is not None
+            and (fresh.deadline >= decision.extend_to - timedelta(seconds=1))
+        )
+    if verb is Verb.CONFIGURE:
+        return current_lifecycle(fresh) == decision.facts.get("lifecycle_config")
+    return False
+
+
+def kill_switch_names(decisions: Sequence[Decision]) -> list[Decision]:
+    """On a platform whose stop is a kill switch, call the act by its name: it blocks
+    every run there at once, and on-call must be able to tell that from a stop."""
+    renamed = {Verb.STOP: Verb.KILL_SWITCH, Verb.RESUME: Verb.RELEASE}
+    return [
+        replace(d, verb=renamed[d.verb])
+        if d.kind in (DecisionKind.ACT, DecisionKind.WARN) and d.verb in renamed
+        else d
+        for d in decisions
+    ]

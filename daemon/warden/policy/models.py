@@ -377,9 +377,23 @@ class GlobalSettings(Strict):
     """Safety rails that apply to every policy."""
 
     dry_run: bool = Field(default=False, description="observe and decide everywhere, act nowhere")
-    max_actions_per_cycle: int = Field(default=20, ge=0, description="per provider and cycle")
+    max_actions_per_cycle: int = Field(
+        default=20, ge=0, description="stops and resumes per provider and cycle; more wait"
+    )
     max_percent_per_cycle: Percent = Field(  # type: ignore[assignment]
-        default="25%", description="of a provider's running workspaces, per cycle"
+        default="25%",
+        description="a policy asking for more than this share of a provider's running "
+        "workspaces in one cycle (and more than min_actions_per_cycle, and more than "
+        "surge_factor times its usual) is held until an admin releases it",
+    )
+    min_actions_per_cycle: int = Field(
+        default=5, ge=1, description="a policy may always stop or resume this many in a cycle"
+    )
+    surge_factor: int = Field(
+        default=2,
+        ge=1,
+        description="a policy may ask for this many times the most it did in one cycle "
+        "over the last week",
     )
     max_staleness: Duration = Field(  # type: ignore[assignment]
         default="10m", description="facts older than this never lead to an action"

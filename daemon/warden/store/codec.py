@@ -161,6 +161,7 @@ def warning_of(row: Row[Any]) -> Warning:
         warned_at=row.warned_at,
         due_at=row.due_at,
         snoozes_used=row.snoozes_used,
+        event_id=row.event_id,
     )
 
 
@@ -195,6 +196,7 @@ def action_of(row: Row[Any]) -> ActionRecord:
         outcome=Outcome(row.outcome),
         error=row.error,
         dry_run=row.dry_run,
+        details=row.details or {},
     )
 
 

@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from warden.model import Event
 from warden.store import tables as db
-from warden.store.codec import event_values
-from warden.store.engine import upsert, writer
+from warden.store.engine import upsert
 from warden.store.rows import StoredEvent
-from warden.store.store import OUTBOX_LOCK, Store
+from warden.store.store import Store
 
 d = db.deliveries
 
@@ -82,25 +81,9 @@ class DeadLetter:
 
 
 @asynccontextmanager
-async def _write(store: Store) -> AsyncIterator[AsyncConnection]:
-    async with writer(store.engine).begin() as conn:
-        yield conn
-
-
-@asynccontextmanager
 async def _read(store: Store) -> AsyncIterator[AsyncConnection]:
     async with store.engine.connect() as conn:
         yield conn
-
-
-async def _outbox(conn: AsyncConnection, events: Sequence[Event]) -> None:
-    """Write `events` inside the caller's transaction, in order, as `Store` does."""
-    if not events:
-        return
-    if conn.dialect.name == "postgresql":
-        # The store's outbox lock: sequence numbers must become visible in order.
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK})
-    await conn.execute(db.events.insert(), [event_values(e) for e in events])
 
 
 # ---------------------------------------------------------------- sinks
@@ -113,7 +96,7 @@ async def sink_state(store: Store, sink: str, *, start_after: datetime) -> SinkS
         row = (await conn.execute(select(db.sink_states).where(_sink(sink)))).first()
     if row is not None:
         return SinkState(**row._mapping)
-    async with _write(store) as conn:
+    async with store.write() as conn:
         row = (await conn.execute(select(db.sink_states).where(_sink(sink)))).first()
         if row is None:
             before = select(func.max(db.events.c.seq)).where(db.events.c.time < start_after)
@@ -141,7 +124,7 @@ async def disable_sink(
     events: Sequence[Event],
 ) -> None:
     """Switch `sink` off (its deliveries stay pending) and report it, in one transaction."""
-    async with _write(store) as conn:
+    async with store.write() as conn:
         await conn.execute(
             update(db.sink_states)
             .where(_sink(sink))
@@ -153,12 +136,12 @@ async def disable_sink(
                 .where(d.c.sink == sink, d.c.seq.in_(seqs))
                 .values(attempts=d.c.attempts + 1, last_attempt_at=now, last_error=reason)
             )
-        await _outbox(conn, events)
+        await store.outbox(conn, events)
 
 
 async def enable_sink(store: Store, sink: str) -> bool:
     """Switch a disabled sink on again; its cursor and pending deliveries carry on."""
-    async with _write(store) as conn:
+    async with store.write() as conn:
         result = await conn.execute(
             update(db.sink_states)
             .where(_sink(sink), db.sink_states.c.disabled.is_(True))
@@ -192,7 +175,7 @@ async def route(
         }
         for stored, first_attempt_at in queued
     ]
-    async with _write(store) as conn:
+    async with store.write() as conn:
         moved = await conn.execute(
             update(db.sink_states)
             .where(_sink(sink), db.sink_states.c.last_seq == after_seq)
@@ -289,12 +272,12 @@ async def unbatched_window(
 
 async def record_batch(store: Store, sink: str, seqs: Sequence[int], batch: str) -> None:
     """Remember which deliveries went out together, before the first attempt."""
-    async with _write(store) as conn:
+    async with store.write() as conn:
         await conn.execute(update(d).where(d.c.sink == sink, d.c.seq.in_(seqs)).values(batch=batch))
 
 
 async def mark_delivered(store: Store, sink: str, seqs: Sequence[int], *, now: datetime) -> None:
-    async with _write(store) as conn:
+    async with store.write() as conn:
         await conn.execute(
             update(d)
             .where(d.c.sink == sink, d.c.seq.in_(seqs), d.c.status == str(Status.PENDING))
@@ -322,7 +305,7 @@ async def record_failure(
     """A failed attempt: `retry` waits until `retry_at`, `dead` is given up on, and
     `events` (the dead-letter reports) are written in the same transaction."""
     failed = {"attempts": d.c.attempts + 1, "last_attempt_at": now, "last_error": error}
-    async with _write(store) as conn:
+    async with store.write() as conn:
         if retry:
             await conn.execute(
                 update(d)
@@ -335,7 +318,7 @@ async def record_failure(
                 .where(d.c.sink == sink, d.c.seq.in_(dead))
                 .values(status=str(Status.DEAD), dead_at=now, **failed)
             )
-        await _outbox(conn, events)
+        await store.outbox(conn, events)
 
 
 # ---------------------------------------------------------------- dead letters
@@ -388,7 +371,7 @@ async def replay(
         conditions.append(d.c.sink == sink)
     if event_ids:
         conditions.append(d.c.event_id.in_(list(event_ids)))
-    async with _write(store) as conn:
+    async with store.write() as conn:
         result = await conn.execute(
             update(d)
             .where(and_(*conditions))
@@ -414,6 +397,21 @@ async def counts(store: Store) -> dict[str, dict[str, int]]:
     return found
 
 
+async def statuses_of(store: Store, event_ids: Sequence[str]) -> dict[str, dict[str, Status]]:
+    """Where each event stands with each sink it was routed to: {event id: {sink: status}}.
+
+    An event not routed to any sink yet is absent.
+    """
+    found: dict[str, dict[str, Status]] = {}
+    if not event_ids:
+        return found
+    query = select(d.c.event_id, d.c.sink, d.c.status).where(d.c.event_id.in_(list(event_ids)))
+    async with _read(store) as conn:
+        for row in await conn.execute(query):
+            found.setdefault(row.event_id, {})[row.sink] = Status(row.status)
+    return found
+
+
 async def delivery_of(store: Store, sink: str, event_id: str) -> tuple[Status, int] | None:
     """Where one event stands with one sink: its status and the attempts made."""
     query = select(d.c.status, d.c.attempts).where(d.c.sink == sink, d.c.event_id == event_id)
@@ -435,13 +433,13 @@ async def claim_snooze_token(
     stmt = insert.on_conflict_do_nothing(index_elements=[db.snooze_tokens.c.nonce]).returning(
         db.snooze_tokens.c.nonce
     )
-    async with _write(store) as conn:
+    async with store.write() as conn:
         return (await conn.execute(stmt)).first() is not None
 
 
 async def release_snooze_token(store: Store, nonce: str) -> None:
     """Undo a claim whose snooze was refused, so that the link says why again."""
-    async with _write(store) as conn:
+    async with store.write() as conn:
         await conn.execute(delete(db.snooze_tokens).where(db.snooze_tokens.c.nonce == nonce))
 
 
@@ -453,7 +451,7 @@ async def is_snooze_token_used(store: Store, nonce: str) -> bool:
 
 async def prune_snooze_tokens(store: Store, *, before: datetime) -> int:
     """Forget used nonces of links that expired before `before` (they fail anyway)."""
-    async with _write(store) as conn:
+    async with store.write() as conn:
         result = await conn.execute(
             delete(db.snooze_tokens).where(db.snooze_tokens.c.expires_at < before)
         )

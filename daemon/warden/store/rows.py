@@ -23,6 +23,10 @@ class Outcome(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # a fresh read no longer justified it
     PLANNED = "planned"  # dry run: recorded, never carried out
+    ABANDONED = "abandoned"  # recovery found it moot (the workspace gone, no longer due)
+
+
+RELEASES_KEY = frozenset({Outcome.FAILED, Outcome.SKIPPED, Outcome.ABANDONED})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +66,7 @@ class ActionRecord:
     outcome: Outcome
     error: str | None
     dry_run: bool
+    details: Mapping[str, Any] = field(default_factory=dict)  # what recovery needs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,3 +118,14 @@ class PlannedAction:
     policy: str
     verb: Verb
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CycleState:
+    """What one provider's cycles left behind, read at the start of the next."""
+
+    provider: str
+    last_success_at: datetime | None = None  # the `since` of the next cycle
+    last_complete_at: datetime | None = None  # the last listing that read every page
+    running: int | None = None  # how many ran in that listing: the blast radius's base
+    unreachable_since: datetime | None = None  # an outage told, not yet over

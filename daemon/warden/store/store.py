@@ -14,8 +14,10 @@ in order (a reader following `seq` never skips an event that commits late).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -65,9 +67,12 @@ from warden.store.codec import (
 )
 from warden.store.engine import async_url, create_engine, upsert, writer
 from warden.store.errors import ActionNotPending, StoreUnavailable, UnknownWorkspace
+from warden.store.lease import Fence, Grant
 from warden.store.period import Period, next_period
 from warden.store.rows import (
+    RELEASES_KEY,
     ActionRecord,
+    CycleState,
     Outcome,
     PlannedAction,
     StoredDecision,
@@ -82,6 +87,7 @@ __all__ = ["Store", "snapshot_from_row"]
 # pg_advisory_xact_lock keys: "WARDEN" in ASCII, then a number per purpose.
 MIGRATION_LOCK = 0x5741_5244_454E_0001
 OUTBOX_LOCK = 0x5741_5244_454E_0002
+OUTBOX_CHANNEL = "warden_outbox"  # NOTIFY channel: the outbox has new events
 
 # What a poll refreshes on a known workspace; first_seen_at, snoozes and stops stay.
 _OBSERVED = (
@@ -96,13 +102,23 @@ _OBSERVED = (
 
 
 class Store:
-    """Warden's memory on SQLite or PostgreSQL. Open with `Store.open(url)`."""
+    """Warden's memory on SQLite or PostgreSQL. Open with `Store.open(url)`.
+
+    `with_fence(fence)` gives a view of the same store whose every write first checks,
+    in its own transaction, that the fence's lease is still held at its epoch
+    (`lease.check`): what a cycle or the dispatcher writes goes through such a view, so
+    a replica that lost its lease writes nothing. Listeners added with
+    `on_events_written` are called after each commit that wrote to the outbox.
+    """
 
     def __init__(self, engine: AsyncEngine, *, schema: str | None = None) -> None:
         self._engine = engine
         self._writer = writer(engine)
         self._schema = schema
         self._dialect = engine.dialect.name
+        self._fence: Fence | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._wrote_events: set[int] = set()  # connections whose transaction wrote events
 
     # ------------------------------------------------------------ lifecycle
 
@@ -152,6 +168,28 @@ class Store:
         async with self._read() as conn:
             return await conn.run_sync(migrate.current_revision)
 
+    @asynccontextmanager
+    async def listen(self, on_events: Callable[[], None]) -> AsyncIterator[None]:
+        """While open, call `on_events` whenever any replica commits events to the outbox
+        (PostgreSQL LISTEN on the channel `outbox()` notifies). SQLite has one process,
+        whose own commits tell its listeners already: nothing to listen to there."""
+        if self._dialect != "postgresql":
+            yield
+            return
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+
+            def heard(*_args: Any) -> None:
+                on_events()
+
+            await driver.add_listener(OUTBOX_CHANNEL, heard)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await driver.remove_listener(OUTBOX_CHANNEL, heard)
+
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
         try:
@@ -161,25 +199,63 @@ class Store:
             return False
         return True
 
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
+    @property
+    def fence(self) -> Fence | None:
+        """The fence every write of this view checks; None for the plain store."""
+        return self._fence
+
+    def with_fence(self, fence: Fence | None) -> Store:
+        """This store, with every write checked against `fence` (None: unchecked)."""
+        view = copy.copy(self)
+        view._fence = fence
+        return view
+
+    def on_events_written(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every commit that wrote to the outbox (any view)."""
+        self._listeners.append(listener)
+
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, fenced when this view has a fence; listeners told after
+        a commit that wrote events. Modules with tables of their own write through it."""
         async with self._writer.begin() as conn:
-            yield conn
+            if self._fence is not None:
+                await lease.check(conn, self._fence)
+            try:
+                yield conn
+            except BaseException:
+                self._wrote_events.discard(id(conn))
+                raise
+        if id(conn) in self._wrote_events:
+            self._wrote_events.discard(id(conn))
+            for listener in self._listeners:
+                listener()
+
+    _write = write
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         async with self._engine.connect() as conn:
             yield conn
 
-    async def _outbox(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
-        """Write `batch` to the outbox, inside the caller's transaction."""
+    async def outbox(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
+        """Write `batch` to the outbox, inside the caller's `write()` transaction."""
         if not batch:
             return
         if self._dialect == "postgresql":
             # Sequence numbers are handed out at INSERT but seen at COMMIT: serialising
             # outbox writers makes them visible in order, so no reader skips one.
             await _advisory_lock(conn, OUTBOX_LOCK)
+            # Delivered at commit to every replica listening: a dispatcher elsewhere wakes.
+            await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
         await conn.execute(db.events.insert(), [event_values(e) for e in batch])
+        self._wrote_events.add(id(conn))
+
+    _outbox = outbox
 
     # ------------------------------------------------------------ observations
 
@@ -290,6 +366,7 @@ class Store:
                 "warned_at": warning.warned_at,
                 "due_at": warning.due_at,
                 "snoozes_used": warning.snoozes_used,
+                "event_id": warning.event_id,
             }
             for ws, warning in warnings
         ]
@@ -302,6 +379,7 @@ class Store:
                 "warned_at": insert.excluded.warned_at,
                 "due_at": insert.excluded.due_at,
                 "snoozes_used": _greater(kept, insert.excluded.snoozes_used),
+                "event_id": insert.excluded.event_id,
             },
         )
         async with self._write() as conn:
@@ -418,8 +496,11 @@ class Store:
         now: datetime,
         dry_run: bool,
         events: Sequence[Event],
+        details: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Record a pending action; False, writing nothing, if `key` is already taken."""
+        """Record a pending action; False, writing nothing, if `key` is already taken.
+
+        `details` is what recovery needs to finish or repeat it after a crash."""
         stmt = (
             upsert(db.actions, self._dialect)
             .values(
@@ -432,6 +513,7 @@ class Store:
                 requested_at=now,
                 outcome=str(Outcome.PENDING),
                 dry_run=dry_run,
+                details=dict(details) if details else None,
             )
             .on_conflict_do_nothing(index_elements=[db.actions.c.idempotency_key])
             .returning(db.actions.c.id)
@@ -457,13 +539,13 @@ class Store:
         policy's warning); a resume undoes that; an extension counts one more use.
         A dry run's success changes nothing. ActionNotPending if `key` is not pending.
 
-        A failed or skipped attempt releases its key (the row stays, renamed, for the
-        audit), so that a later cycle may try again; a success or a plan keeps it.
+        A failed, skipped or abandoned attempt releases its key (the row stays, renamed,
+        for the audit), so that a later cycle may try again; a success or a plan keeps it.
         """
         result = Outcome(outcome)
         if result is Outcome.PENDING:
             raise ValueError("an action is finished with its outcome, not 'pending'")
-        released = result in (Outcome.FAILED, Outcome.SKIPPED)
+        released = result in RELEASES_KEY
         kept_key = f"{key}#{result}@{now.isoformat()}" if released else key
         stmt = (
             update(db.actions)
@@ -490,12 +572,12 @@ class Store:
     async def _on_success(
         self, conn: AsyncConnection, ws: WorkspaceId, policy: str, verb: Verb, now: datetime
     ) -> None:
-        if verb is Verb.STOP:
+        if verb in (Verb.STOP, Verb.KILL_SWITCH):
             await self._mark_stopped(conn, ws, policy, now)
             await conn.execute(
                 delete(db.warnings).where(_is(db.warnings, ws), _policy(db.warnings, policy))
             )
-        elif verb is Verb.RESUME:
+        elif verb in (Verb.RESUME, Verb.RELEASE):
             await conn.execute(
                 update(db.workspaces)
                 .where(_is(db.workspaces, ws))
@@ -551,16 +633,52 @@ class Store:
             )
         )
 
-    async def pending_actions(self) -> list[ActionRecord]:
+    async def pending_actions(self, provider: str | None = None) -> list[ActionRecord]:
         """Actions begun and never finished (a crash in between), oldest first."""
         query = (
             select(db.actions)
             .where(db.actions.c.outcome == str(Outcome.PENDING))
             .order_by(db.actions.c.requested_at, db.actions.c.id)
         )
+        if provider is not None:
+            query = query.where(db.actions.c.provider == provider)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
         return [action_of(row) for row in rows]
+
+    async def usual_actions(
+        self, provider: str, verbs: Sequence[Verb], *, since: datetime
+    ) -> dict[str, int]:
+        """Per policy, the most actions of `verbs` it carried out in one cycle since `since`
+        (the actions of one cycle share their `requested_at`): its usual share."""
+        t = db.actions
+        per_cycle = (
+            select(t.c.policy, func.count().label("n"))
+            .where(
+                t.c.provider == provider,
+                t.c.outcome == str(Outcome.SUCCEEDED),
+                t.c.dry_run.is_(False),
+                t.c.requested_at >= since,
+                t.c.verb.in_([str(v) for v in verbs]),
+            )
+            .group_by(t.c.policy, t.c.requested_at)
+            .subquery()
+        )
+        query = select(per_cycle.c.policy, func.max(per_cycle.c.n).label("most")).group_by(
+            per_cycle.c.policy
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return {str(row.policy): int(row.most) for row in rows}
+
+    async def events_by_id(self, ids: Sequence[str]) -> list[StoredEvent]:
+        """The outbox events with these ids (those still kept)."""
+        if not ids:
+            return []
+        query = select(db.events).where(db.events.c.id.in_(list(ids)))
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [StoredEvent(**row._mapping) for row in rows]
 
     async def action(self, key: str) -> ActionRecord | None:
         """The action recorded under `key`, if any."""
@@ -631,11 +749,44 @@ class Store:
             found: datetime | None = (await conn.execute(query)).scalar_one_or_none()
         return found
 
+    async def cycle_state(self, provider: str) -> CycleState:
+        """What the cycles of `provider` left: last success, last complete listing, outage."""
+        query = select(db.cycles).where(db.cycles.c.provider == provider)
+        async with self._read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return CycleState(provider=provider)
+        return CycleState(
+            provider=provider,
+            last_success_at=row.last_success_at,
+            last_complete_at=row.last_complete_at,
+            running=row.running,
+            unreachable_since=row.unreachable_since,
+        )
+
     async def mark_cycle(
-        self, provider: str, now: datetime, success: bool, events: Sequence[Event] = ()
+        self,
+        provider: str,
+        now: datetime,
+        success: bool,
+        events: Sequence[Event] = (),
+        *,
+        complete_running: int | None = None,
+        unreachable: bool | None = None,
     ) -> None:
-        done = {"last_cycle_at": now} | ({"last_success_at": now} if success else {})
+        """Record a cycle. `complete_running`: the listing read every page and this many
+        ran. `unreachable`: an outage begins (True, kept from its first cycle) or ends."""
+        done: dict[str, Any] = {"last_cycle_at": now}
+        if success:
+            done["last_success_at"] = now
+        if complete_running is not None:
+            done |= {"last_complete_at": now, "running": complete_running}
+        if unreachable is False:
+            done["unreachable_since"] = None
         insert = upsert(db.cycles, self._dialect).values(provider=provider, **done)
+        if unreachable:
+            insert = insert.values(unreachable_since=now)
+            done["unreachable_since"] = func.coalesce(db.cycles.c.unreachable_since, now)
         stmt = insert.on_conflict_do_update(index_elements=[db.cycles.c.provider], set_=done)
         async with self._write() as conn:
             await conn.execute(stmt)
@@ -833,15 +984,21 @@ class Store:
 
     async def try_acquire_lease(
         self, name: str, holder: str, now: datetime, ttl: timedelta
-    ) -> bool:
-        """Take the lease `name` (or renew it if ours) until `now + ttl`."""
-        async with self._write() as conn:
+    ) -> Grant | None:
+        """Take the lease `name` (or renew it if ours) until `now + ttl`; None if another
+        holds it. Never fenced: taking a lease is how a fence is made."""
+        async with self._writer.begin() as conn:
             return await lease.try_acquire(conn, name=name, holder=holder, now=now, ttl=ttl)
 
     async def release_lease(self, name: str, holder: str) -> bool:
         """Give up the lease if `holder` has it; True if it did."""
-        async with self._write() as conn:
+        async with self._writer.begin() as conn:
             return await lease.release(conn, name=name, holder=holder)
+
+    async def leases(self) -> list[Grant]:
+        """Every lease as it stands: holder, epoch, expiry."""
+        async with self._read() as conn:
+            return await lease.holders(conn)
 
 
 def _check_sqlite_directory(url: str) -> None:

@@ -106,6 +106,8 @@ warnings = Table(
     Column("warned_at", UTCDateTime, nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     Column("snoozes_used", Integer, nullable=False, server_default="0"),
+    # (0007) The warning's event: its action waits until that event has been delivered.
+    Column("event_id", String),
     Index(None, "due_at"),
 )
 
@@ -133,6 +135,9 @@ actions = Table(
     Column("outcome", String(16), nullable=False),  # see rows.Outcome
     Column("error", Text),
     Column("dry_run", Boolean, nullable=False),
+    # (0007) What recovery needs to finish or repeat it after a crash: the decision's
+    # facts, the deadline of an extension. Written with the pending row.
+    Column("details", JSON(none_as_null=True)),
     Index(None, "outcome"),
     Index(None, "provider", "native_id", "id"),
 )
@@ -178,6 +183,11 @@ cycles = Table(
     Column("provider", String, primary_key=True),
     Column("last_cycle_at", UTCDateTime),  # the last attempt, successful or not
     Column("last_success_at", UTCDateTime),  # the `since` of the next cycle
+    # (0007) The last listing that read every page, and how many of its workspaces ran:
+    # the blast radius is a share of that, not of a listing cut short.
+    Column("last_complete_at", UTCDateTime),
+    Column("running", Integer),
+    Column("unreachable_since", UTCDateTime),  # told once per outage
 )
 
 leases = Table(
@@ -186,6 +196,8 @@ leases = Table(
     Column("name", String, primary_key=True),
     Column("holder", String, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    # (0007) The fencing token: one more whenever the holder changes, never reused.
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
 )
 
 # ---------------------------------------------------------------- delivery (0002)
@@ -322,4 +334,45 @@ budget_windows = Table(
     Column("acted", JSON, nullable=False),  # [{workspace, verb, replaced?}] to undo
     Column("undone", Boolean, nullable=False),
     Index(None, "undone", "window_end"),
+)
+
+# ---------------------------------------------------------------- trust (0007)
+# Owned by `store/journal.py`. A failing action backs off per workspace, policy and
+# verb: `failures` in this episode, when it may be tried next, told once (at the first).
+action_retries = Table(
+    "action_retries",
+    metadata,
+    *_workspace_key(),
+    Column("policy", String, primary_key=True),
+    Column("verb", String(24), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("first_failed_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+)
+
+# A safety rail holding a policy's actions on a provider: told once when it begins,
+# kept until the policy no longer asks for more than its share, or an admin releases it.
+rail_holds = Table(
+    "rail_holds",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("policy", String, primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("wanted", Integer, nullable=False),
+    Column("allowed", Integer, nullable=False),
+    Column("released_at", UTCDateTime),
+    Column("released_by", String),
+)
+
+# A platform answer Warden refused (a workspace, or a page of the listing), told once
+# while it lasts: `subject` is the workspace's native id or "page @OFFSET".
+answer_rejections = Table(
+    "answer_rejections",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("subject", String, primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
 )
