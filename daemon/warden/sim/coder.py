@@ -401,6 +401,10 @@ class CoderSim(Recorder[RecordedRequest], FaultPlan[str]):
             intervals.append((since, until))
         return intervals
 
+    def transitions(self, workspace_id: str) -> list[str]:
+        """Every build the workspace had, oldest first, by its transition (start, stop)."""
+        return [build.transition for build in self._workspaces[workspace_id].builds]
+
     def workspace(self, workspace_id: str) -> dict[str, Any]:
         """The workspace as the API would answer it now (with any corruption applied)."""
         self._advance(self._clock())
