@@ -8,6 +8,7 @@ Real SQLite store, the real decision core and actuator, the HTTP handlers served
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,14 +28,18 @@ from warden.clock import ManualClock
 from warden.events import catalogue as ev
 from warden.events.schemas import data_schema
 from warden.events.snooze import (
+    MAX_EPOCH,
     LinkExpired,
     LinkInvalid,
+    LinkMalformed,
     LinkUsed,
     NothingToSnooze,
     SnoozeLimitReached,
     SnoozeLinks,
     WarningLinks,
+    redact_links,
     snooze_routes,
+    without_snooze_links,
 )
 from warden.model import DecisionKind, Verb, Warning, WorkspaceId
 from warden.policy.decide import decide
@@ -139,6 +144,78 @@ def test_a_link_made_for_another_workspace_cannot_be_edited_to_name_this_one() -
     edited = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     with pytest.raises(LinkInvalid):
         links.verify(f"{edited}.{mac}", now=START)
+
+
+def signed(claims: dict[str, object] | bytes, **changes: object) -> str:
+    """A token the real signer signed: over `claims` with `changes`, or over raw bytes."""
+    payload = claims if isinstance(claims, bytes) else json.dumps(claims | changes).encode()
+    return SnoozeLinks(SECRET, PUBLIC_URL).sign(payload)
+
+
+GOOD_CLAIMS = {"v": 1, "w": str(WS), "p": "idle-dev", "d": 1795515300, "e": 1795515300, "n": "x"}
+ABSURD_PAYLOADS = [
+    {"e": 10**20},  # expires 10^20 seconds from 1970
+    {"e": MAX_EPOCH + 1},  # the year 10000
+    {"d": -1},
+    {"d": -(10**30)},
+    {"e": 1.5},
+    {"e": "1795515300"},
+    {"e": True},
+    {"e": None},
+    {"w": "no-provider"},
+    {"w": ""},
+    {"w": 7},
+    {"w": "coder-prod/ws\u0000"},  # a NUL, which json.dumps writes as an escape
+    {"p": ["idle-dev"]},
+    {"n": {"deep": [[[]]]}},
+    {"v": 2},
+]
+
+
+@pytest.mark.parametrize("changes", ABSURD_PAYLOADS, ids=repr)
+def test_a_signed_link_whose_payload_is_out_of_range_is_refused_as_malformed(
+    changes: dict,
+) -> None:
+    links = SnoozeLinks(SECRET, PUBLIC_URL)
+    links.verify(signed(GOOD_CLAIMS), now=START)  # the unchanged claims are a good link
+    with pytest.raises(LinkMalformed, match="damaged or from another version"):
+        links.verify(signed(GOOD_CLAIMS, **changes), now=START)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"[", b"\xff\xfe", b"[]", b"7", b"[" * 30_000, b'{"v": 1' + b", 1" * 10, b"1" * 5000],
+    ids=lambda p: repr(p[:12]),
+)
+def test_a_signed_link_whose_payload_is_not_claims_is_refused_as_malformed(payload: bytes) -> None:
+    with pytest.raises(LinkMalformed):
+        SnoozeLinks(SECRET, PUBLIC_URL).verify(signed(payload), now=START)
+
+
+@pytest.mark.parametrize(
+    "text", ["a" * 3000 + ".b", "abc.d\u00e9f", "abc.def\x00", "a b.c", "abc.", ".abc", "\ud800.a"]
+)
+def test_text_that_is_not_token_shaped_is_refused_as_malformed_before_any_mac(text: str) -> None:
+    with pytest.raises(LinkMalformed, match="not a snooze link"):
+        SnoozeLinks(SECRET, PUBLIC_URL).verify(text, now=START)
+
+
+def test_readers_are_shown_no_snooze_link_anywhere_and_every_other_link() -> None:
+    link = SnoozeLinks(SECRET, PUBLIC_URL).make(WS, "idle-dev", DUE, now=START)
+    data = {
+        "links": {"snooze": link, "explain": f"{PUBLIC_URL}/v1/workspaces/{WS}/explain"},
+        "nested": [{"links": {"snooze": link}}, {"reason": f"see {link} soon"}],
+        "snooze": {"by": "1h", "max": 2},
+    }
+    shown = without_snooze_links(data)
+    assert token(link) not in repr(shown)
+    assert shown == {
+        "links": {"explain": f"{PUBLIC_URL}/v1/workspaces/{WS}/explain"},
+        "nested": [{}, {"reason": f"see {PUBLIC_URL}/snooze/[redacted] soon"}],
+        "snooze": {"by": "1h", "max": 2},
+    }
+    assert data["links"]["snooze"] == link  # a copy: the event itself is unchanged
+    assert redact_links(f"POST /snooze/{token(link)}?x=1") == "POST /snooze/[redacted]?x=1"
 
 
 def test_an_expired_link_is_refused() -> None:
@@ -327,20 +404,37 @@ async def test_the_same_link_posted_twice_at_once_snoozes_once(rig: Rig, site) -
     assert await rig.store.snooze_count(WS, "idle-dev") == 1
 
 
-@pytest.mark.parametrize(("how", "status"), [("forged", 403), ("expired", 410), ("unknown", 409)])
-async def test_a_bad_link_is_refused_over_http(rig: Rig, site, how: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("how", "status", "code"),
+    [
+        ("forged", 403, "link_invalid"),
+        ("expired", 410, "link_expired"),
+        ("unknown", 409, "nothing_to_snooze"),
+        ("out of range", 400, "link_malformed"),
+        ("odd characters", 400, "link_malformed"),
+    ],
+)
+async def test_a_bad_link_is_refused_over_http(
+    rig: Rig, site, how: str, status: int, code: str
+) -> None:
     base, clock, _ = site
     link = rig.link()
     if how == "forged":
         link = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
     elif how == "expired":
         clock.set(DUE)
-    else:
+    elif how == "unknown":
         link = rig.link(ws=WorkspaceId("coder-prod", "ws-unknown"))
+    elif how == "out of range":
+        link = rig.links.url(signed(GOOD_CLAIMS, e=10**20))
+    else:
+        link = f"{PUBLIC_URL}/snooze/%F0%9F%92%A4.%00"
     async with aiohttp.ClientSession() as http:
         async with http.post(local(link, base), headers={"Accept": "application/json"}) as resp:
             assert resp.status == status
-            assert (await resp.json())["status"] == "refused"
+            answer = await resp.json()
+            assert answer["status"] == "refused"
+            assert answer["error"] == {"code": code, "message": answer["reason"]}
         async with http.get(local(link, base)) as resp:
             assert resp.status == status
             assert "This link cannot snooze" in await resp.text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,12 +17,14 @@ from tests.admin_rig import (
     POLL_INTERVAL,
     READ_TOKEN,
     SECRETS,
+    SNOOZE_SECRET,
     AdminRig,
     admin_rig,
 )
 from warden.clock import ManualClock
 from warden.daemon import ProviderStatus
 from warden.events import catalogue as ev
+from warden.logging import configure_logging
 from warden.openapi import openapi_document
 from warden.server import (
     Access,
@@ -52,6 +55,22 @@ async def polled(rig: AdminRig) -> AdminRig:
     """The rig after one successful poll (alice-idle and bob-idle warned)."""
     await rig.daemon.run_cycle()
     return rig
+
+
+@pytest.fixture
+async def linked(tmp_path: Path, clock: ManualClock) -> AsyncIterator[AdminRig]:
+    """A rig whose daemon signs snooze links, after one poll: both warnings carry one."""
+    async with admin_rig(tmp_path, clock, snooze_links=True) as rig:
+        await rig.daemon.run_cycle()
+        yield rig
+
+
+@pytest.fixture
+def log_lines() -> io.StringIO:
+    """Everything structlog writes during the test, as JSON lines."""
+    stream = io.StringIO()
+    configure_logging(level="debug", fmt="json", stream=stream)
+    return stream
 
 
 def error_code(body: dict) -> str:
@@ -236,6 +255,52 @@ async def test_no_answer_holds_a_secret(polled: AdminRig):
     assert not [secret for secret in SECRETS if secret in text]
 
 
+def snooze_links_in(body: object) -> list[str]:
+    """Every snooze link in an answer, wherever it is."""
+    text = json.dumps(body)
+    return [part.split('"')[0] for part in text.split("/snooze/")[1:]]
+
+
+def reader_routes(rig: AdminRig) -> list[str]:
+    """Every GET route under /v1 of the OpenAPI document, path parameters filled in."""
+    ref = rig.ref("alice-idle")
+    paths = [p for p, ops in openapi_document()["paths"].items() if "get" in ops]
+    return [
+        p.replace("{provider}/{id}", ref) + ("?limit=1000" if p == "/v1/events" else "")
+        for p in paths
+        if p.startswith("/v1/")
+    ]
+
+
+async def test_the_read_only_token_is_shown_no_snooze_link_on_any_route(linked: AdminRig):
+    """A snooze link is its own credential: shown to a reader, it would let the
+    read-only token snooze every warned workspace."""
+    routes = reader_routes(linked)
+    assert "/v1/events?limit=1000" in routes
+    assert any(r.endswith("/explain") for r in routes)
+    for route in routes:
+        status, body, _ = await linked.call("GET", route, token=READ_TOKEN)
+        assert (route, status, snooze_links_in(body)) == (route, 200, [])
+    _, events, _ = await linked.call("GET", "/v1/events?limit=1000", token=READ_TOKEN)
+    warned = [e for e in events["items"] if e["type"] == ev.WORKSPACE_WARNED]
+    assert len(warned) == 2
+    assert all("links" not in e["data"] for e in warned)  # its only link was the snooze link
+    assert all(e["data"]["snooze"] == {"by": "1h", "max": 3} for e in warned)  # the terms stay
+
+
+async def test_the_admin_token_is_shown_the_snooze_links_and_they_work(linked: AdminRig):
+    status, events, _ = await linked.call("GET", "/v1/events?limit=1000")
+    warned = [e for e in events["items"] if e["type"] == ev.WORKSPACE_WARNED]
+    links = [e["data"]["links"]["snooze"] for e in warned]
+    assert status == 200
+    assert len(snooze_links_in(events)) == len(links) == 2
+    async with linked.http.post(
+        linked.local(links[0]), headers={"Accept": "application/json"}
+    ) as resp:
+        assert (resp.status, (await resp.json())["status"]) == (200, "snoozed")
+    assert SNOOZE_SECRET not in json.dumps(events)
+
+
 async def test_extra_routes_share_the_port_without_a_token(rig: AdminRig):
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
@@ -293,6 +358,113 @@ async def test_a_bad_snooze_body_is_a_400(polled: AdminRig, body: bytes):
     path = f"/v1/workspaces/{polled.ref('alice-idle')}/snooze"
     status, answer, _ = await polled.call("POST", path, data=body)
     assert (status, error_code(answer)) == (400, "bad_request")
+
+
+DEEP = 30_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP,  # was a 500: RecursionError
+        b'{"for": ' * 5000,  # 40 KB, within the limit
+        b'{"for": ' + b"[" * 40 + b"]" * 40 + b"}",  # deeper than 32, parsed fine
+        b"\xff\xfe\x00{",  # not UTF-8
+        '{"for": "1h"}'.encode("utf-16"),  # JSON, but not UTF-8
+        b"\xef\xbb\xbf{}",  # a byte order mark
+        b'{"for": "1h\x00"}',  # a raw NUL
+        b'{"for": "1h\\u0000"}',  # an escaped one
+        b'{"for": "\\ud800"}',  # an unpaired surrogate
+        b'{"\\u0000": "1h"}',  # a NUL in a key
+        b'{"for": ' + b"9" * 5000 + b"}",  # more digits than Python converts
+        b'{"for": 1e999999}',
+        b'{"for": 1e' + b"9" * 40 + b"}",  # was a 500: decimal.InvalidOperation
+        b'{"for": NaN}',
+        b'{"for": "1' + b"0" * 5000 + b'h"}',
+    ],
+    ids=lambda b: repr(b[:16]),
+)
+@pytest.mark.parametrize("route", ["snooze", "dry-run", "spend"])
+async def test_a_malformed_body_is_a_400_on_every_route_that_takes_one(
+    polled: AdminRig, body: bytes, route: str
+):
+    path = {
+        "snooze": f"/v1/workspaces/{polled.ref('alice-idle')}/snooze",
+        "dry-run": "/v1/dry-run",
+        "spend": "/v1/spend",
+    }[route]
+    status, answer, headers = await polled.call("POST", path, data=body)
+    assert (status, error_code(answer)) == (400, "bad_request")
+    assert headers["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(("path", "limit"), [("/v1/dry-run", 64), ("/v1/spend", 256)])
+async def test_a_body_beyond_the_limit_is_a_json_413(polled: AdminRig, path: str, limit: int):
+    body = b'{"enabled": "' + b"x" * (limit * 1024) + b'"}'
+    status, answer, _ = await polled.call("POST", path, data=body)
+    assert (status, error_code(answer)) == (413, "payload_too_large")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/workspaces/coder/%00/explain",
+        "/v1/workspaces/coder/a%0Ab/explain",
+        "/v1/workspaces/coder/" + "x" * 201 + "/explain",
+        "/v1/workspaces/Coder/x/explain",
+        "/v1/workspaces/%F0%9F%92%A4/x/explain",
+        "/v1/workspaces/coder/%7F/snooze",
+        "/v1/workspaces?provider=%00",
+        "/v1/workspaces?provider=" + "a" * 64,
+        "/v1/workspaces?owner=%1B%5B31m",
+        "/v1/workspaces?owner=",
+        "/v1/events?after=" + "9" * 5000,
+        "/v1/events?after=-1",
+    ],
+)
+async def test_an_odd_path_or_query_is_a_400(polled: AdminRig, path: str):
+    from yarl import URL
+
+    method = "POST" if path.endswith("/snooze") else "GET"
+    url = polled.url.join(URL(path, encoded=True))
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with polled.http.request(method, url, headers=auth, json={"for": "1h"}) as resp:
+        assert (resp.status, error_code(await resp.json())) == (400, "bad_request")
+
+
+async def test_an_unexpected_failure_is_a_500_with_an_error_id_that_finds_its_log_line(
+    rig: AdminRig, log_lines: io.StringIO
+):
+    """The last net: the answer is generic, the log line says the exception's type and
+    where, and neither holds the request's body, headers or the exception's message."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    secret = "a-secret-the-handler-quotes-0123456789"
+
+    async def broken(request: web.Request) -> web.Response:
+        await request.read()
+        raise RuntimeError(f"failed over {secret}")
+
+    extra = [web.post("/snooze/{token}", broken)]
+    app = admin_app(rig.daemon, settings=rig.settings, metrics=rig.metrics, extra_routes=extra)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        resp = await client.post(
+            f"/snooze/{secret}", data=secret, headers={"X-Note": secret, "Cookie": secret}
+        )
+        answer = await resp.json()
+    assert (resp.status, answer["error"]["code"]) == (500, "internal")
+    error_id = answer["error"]["id"]
+    assert error_id in answer["error"]["message"]
+    assert secret not in json.dumps(answer)
+    [line] = [json.loads(x) for x in log_lines.getvalue().splitlines() if error_id in x]
+    assert (line["event"], line["error"], line["route"]) == (
+        "admin.request_failed",
+        "RuntimeError",
+        "/snooze/{token}",
+    )
+    assert any("broken" in frame for frame in line["where"])
+    assert secret not in log_lines.getvalue()
 
 
 def test_parse_bind():

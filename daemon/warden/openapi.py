@@ -28,9 +28,13 @@ SNOOZE_PATTERN: Final = r"^(?:[1-9][0-9]{0,2}[smh]|(?:[1-9]|[12][0-9]|30)d)$"
 # 100 per request (a feed's answer may hold more): schemathesis' coverage phase builds
 # an array of maxItems + 1 records, and far larger ones take it minutes.
 MAX_SPEND_RECORDS: Final = 100
+MAX_BODY: Final = 64 * 1024  # bytes, for every other body: each is a few dozen
 MAX_SPEND_BODY: Final = 256 * 1024  # bytes, for POST /v1/spend only: 100 long records fit
 RECORD_ID_PATTERN: Final = r"^[!-~]{1,200}$"
-RECORD_TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,200}$"
+# Text from outside that names something (an owner, a platform's workspace id, a spend
+# record's workspace): 1 to 200 characters, none of them a control character.
+TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,200}$"
+RECORD_TEXT_PATTERN: Final = TEXT_PATTERN
 AMOUNT_PATTERN: Final = r"^[0-9]{1,9}(\.[0-9]+)?$"
 AMOUNT_LIMIT: Final = 10**9  # exclusive
 
@@ -59,14 +63,17 @@ _TIME = {"type": "string", "format": "date-time"}
 _TIME_OR_NULL = _nullable("string", format="date-time")
 
 _ERRORS_READ = {
-    "400": _error("a parameter is malformed or out of range"),
+    "400": _error("a parameter, a path segment or the body is malformed or out of range"),
     "401": _error("no token, or a token Warden does not know"),
     "403": _error("the spend token, which may only post spend"),
-    "default": _error("any other failure, in the same shape"),
+    "default": _error("any other failure, in the same shape (a 500 carries `error.id`)"),
 }
 _ERRORS_WRITE = _ERRORS_READ | {
     "403": _error("a read-only token on a route that changes state, or the spend token")
 }
+
+
+_TOO_LARGE = {"413": _error(f"a body of more than {MAX_BODY // 1024} KiB")}
 
 
 def _page_params(max_limit: int) -> list[dict[str, Any]]:
@@ -93,7 +100,7 @@ def _path_params() -> list[dict[str, Any]]:
             "in": "path",
             "required": True,
             "description": "the provider instance's name in the policy files",
-            "schema": {"type": "string", "minLength": 1},
+            "schema": {"type": "string", "pattern": NAME_PATTERN},
             "example": "coder-prod",
         },
         {
@@ -101,7 +108,7 @@ def _path_params() -> list[dict[str, Any]]:
             "in": "path",
             "required": True,
             "description": "the platform's own id of the workspace",
-            "schema": {"type": "string", "minLength": 1},
+            "schema": {"type": "string", "pattern": TEXT_PATTERN},
             "example": "ws_1",
         },
     ]
@@ -125,6 +132,10 @@ def _schemas() -> dict[str, Any]:
                             "description": "stable, for programs: not_found, unauthorized, ...",
                         },
                         "message": {"type": "string", "description": "for people"},
+                        "id": {
+                            "type": "string",
+                            "description": "500 only: the id of the daemon's log line about it",
+                        },
                     },
                 }
             },
@@ -265,7 +276,11 @@ def _schemas() -> dict[str, Any]:
                 "subject": {"type": "string"},
                 "time": _TIME,
                 "severity": {"type": "string"},
-                "data": {"type": "object"},
+                "data": {
+                    "type": "object",
+                    "description": "as webhooks get it, except that `links.snooze` (a link "
+                    "that snoozes without a token) is shown to the admin token only",
+                },
             },
         },
         "EventPage": {
@@ -474,7 +489,7 @@ def _workspace_paths() -> dict[str, Any]:
             "in": "query",
             "required": False,
             "description": "only this provider instance's workspaces",
-            "schema": {"type": "string"},
+            "schema": {"type": "string", "pattern": NAME_PATTERN},
         },
         {
             "name": "state",
@@ -488,7 +503,7 @@ def _workspace_paths() -> dict[str, Any]:
             "in": "query",
             "required": False,
             "description": "only this owner's workspaces",
-            "schema": {"type": "string"},
+            "schema": {"type": "string", "pattern": TEXT_PATTERN},
         },
         *_page_params(MAX_PAGE),
         {
@@ -538,6 +553,7 @@ def _workspace_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("Snoozed"), "snoozed"),
                     "404": _error("Warden has not seen this workspace"),
+                    **_TOO_LARGE,
                     **_ERRORS_WRITE,
                 },
             }
@@ -604,7 +620,11 @@ def _daemon_paths() -> dict[str, Any]:
                 "tags": ["daemon"],
                 "security": _BEARER,
                 "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("DryRun")}}},
-                "responses": {"200": _json(_ref("DryRun"), "the switch, now"), **_ERRORS_WRITE},
+                "responses": {
+                    "200": _json(_ref("DryRun"), "the switch, now"),
+                    **_TOO_LARGE,
+                    **_ERRORS_WRITE,
+                },
             },
         },
     }

@@ -12,14 +12,24 @@ POST; POST /v1/spend takes the admin token or the spend token, which opens nothi
 else (the systems that report spend hold it); /healthz, /readyz and /metrics are
 open unless `protect_health` is set. Tokens are compared in constant time and no
 answer ever holds a secret (errors say what was refused, never what was presented).
-The server binds 127.0.0.1 unless told otherwise.
+A snooze link is a credential of its own: answers to the read-only token leave them
+out. The server binds 127.0.0.1 unless told otherwise.
+
+Input from outside is refused with a 400 before it reaches the store: bodies go
+through `json_input.load_json` (one parser for every route), path segments and query
+parameters are checked against the patterns the OpenAPI document states. What still
+fails unexpectedly is a 500 with an error id, logged by exception type and id, and
+no log line holds a token, a snooze link, a header or a body: the access log and the
+error lines name the route as declared (`/snooze/{token}`), never the path.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
+import logging
 import re
+import secrets
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +40,7 @@ import anyio
 import anyio.abc
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -45,10 +56,13 @@ from warden.budget.keeper import BudgetKeeper
 from warden.clock import Clock, utc_now
 from warden.errors import excerpt
 from warden.events import catalogue as ev
+from warden.events.snooze import redact_links, without_snooze_links
+from warden.json_input import JsonInputError, load_json, safe_text
 from warden.metrics import Metrics
 from warden.model import State, WorkspaceId
 from warden.openapi import (
     DEFAULT_PAGE,
+    MAX_BODY,
     MAX_EVENTS,
     MAX_OFFSET,
     MAX_PAGE,
@@ -56,9 +70,11 @@ from warden.openapi import (
     MAX_SPEND_BODY,
     MAX_SPEND_RECORDS,
     SNOOZE_PATTERN,
+    TEXT_PATTERN,
     openapi_document,
 )
 from warden.policy.durations import format_duration, parse_duration
+from warden.policy.models import NAME_PATTERN
 from warden.settings import Settings
 from warden.spend.feeds import SpendRecord, SpendRecordError, parse_records, read_at_most
 from warden.store import Store, StoredEvent, StoreError, UnknownWorkspace, WorkspaceRow
@@ -71,8 +87,8 @@ log = structlog.get_logger(__name__)
 
 STALE_AFTER_POLLS: Final = 3  # a provider is not ready once its last success is older
 STORE_PING_TIMEOUT: Final = 2.0  # seconds: a store slower than this is not ready
-MAX_BODY: Final = 64 * 1024  # bytes: every request body here is a few dozen
 OWNER_SCAN: Final = 500  # rows per store read while filtering by owner
+MAX_FRAMES: Final = 8  # of a traceback in the log line of an unexpected failure
 HEALTH_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 SPEND_PATH: Final = "/v1/spend"
 READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -125,6 +141,10 @@ class Role(Enum):
     READ = "read"
     ADMIN = "admin"
     SPEND = "spend"  # POST /v1/spend and nothing else: the admin token may do it too
+
+
+# The role the request's token granted, for handlers whose answer depends on it.
+GRANTED: Final = web.RequestKey("warden.granted_role", Role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,11 +385,25 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+def answer(request: web.Request, body: Any) -> web.Response:
+    """A route's JSON answer, as the request's token may see it: a snooze link is a
+    credential of its own, so only the admin token is shown them."""
+    shown = body if request.get(GRANTED) is Role.ADMIN else without_snooze_links(body)
+    return web.json_response(shown)
+
+
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    error_id: str | None = None,
 ) -> web.Response:
-    body = {"error": {"code": code, "message": excerpt(message)}}
-    return web.json_response(body, status=status, headers=headers)
+    error = {"code": code, "message": excerpt(message)}
+    if error_id is not None:
+        error["id"] = error_id
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 # ---------------------------------------------------------------- parameters
@@ -426,20 +460,46 @@ def state_param(query: Mapping[str, str]) -> State | None:
         raise ApiError(400, "bad_request", f"state must be one of {allowed}") from None
 
 
+def parsed_json(raw: bytes) -> Any:
+    """A request body as JSON (empty: null); ApiError 400 saying why it is not."""
+    try:
+        return load_json(raw or b"null")
+    except JsonInputError as e:
+        raise ApiError(400, "bad_request", f"the body must be a JSON object ({e})") from None
+
+
 async def json_body(request: web.Request, model: type[BaseModel]) -> Any:
-    """The request body validated by `model`; ApiError 400 naming every problem."""
+    """The request body validated by `model`; ApiError 400 naming every problem (413
+    beyond MAX_BODY, from aiohttp)."""
     # The content type is not checked: the bearer token already rules out a browser
     # form posted from elsewhere, and a strict check would only refuse curl users.
-    raw = await request.read()
+    data = parsed_json(await request.read())
     try:
-        return model.model_validate(json.loads(raw or b"null"))
+        return model.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in e.errors(include_url=False)
         )
         raise ApiError(400, "bad_request", problems) from None
-    except ValueError:  # not JSON, or not UTF-8 at all
-        raise ApiError(400, "bad_request", "the body must be a JSON object") from None
+
+
+def checked_text(value: str, name: str, pattern: str) -> str:
+    """`value` if it matches `pattern` whole (and is text a database takes); ApiError 400."""
+    if not safe_text(value) or re.fullmatch(pattern, value) is None:
+        raise ApiError(400, "bad_request", f"{name} must be {_EXPECTED[pattern]}")
+    return value
+
+
+_EXPECTED: Final = {
+    NAME_PATTERN: "a name: lower-case letters, digits, . _ - (at most 63)",
+    TEXT_PATTERN: "1 to 200 characters, none of them a control character",
+}
+
+
+def text_param(query: Mapping[str, str], name: str, pattern: str) -> str | None:
+    text = query.get(name)
+    return None if text is None else checked_text(text, name, pattern)
 
 
 # ---------------------------------------------------------------- handlers
@@ -529,31 +589,32 @@ class AdminApi:
         offset = integer_param(query, "offset", default=0, low=0, high=MAX_OFFSET)
         rows = await find_workspaces(
             self._store(),
-            provider=query.get("provider"),
+            provider=text_param(query, "provider", NAME_PATTERN),
             state=state_param(query),
-            owner=query.get("owner"),
+            owner=text_param(query, "owner", TEXT_PATTERN),
             limit=limit + 1,  # one more than asked says whether a next page exists
             offset=offset,
         )
         following = {"offset": str(offset + limit), "limit": str(limit)}
-        return web.json_response(
+        return answer(
+            request,
             {
                 "items": [workspace_json(row) for row in rows[:limit]],
                 "next": self._link(request, following) if len(rows) > limit else None,
-            }
+            },
         )
 
-    async def budgets(self, _request: web.Request) -> web.Response:
+    async def budgets(self, request: web.Request) -> web.Response:
         keeper = BudgetKeeper(self._store())
         items = await keeper.overview(self._backend.policies.budgets, now=self._clock())
-        return web.json_response({"items": items})
+        return answer(request, {"items": items})
 
     async def explain(self, request: web.Request) -> web.Response:
         ws = _workspace_id(request)
         report = await _explanation(self._store(), ws, self._backend.policies, self._clock())
         if report is None:
             raise ApiError(404, "not_found", f"Warden has not seen the workspace {ws}")
-        return web.json_response(jsonable(report))
+        return answer(request, jsonable(report))
 
     async def events(self, request: web.Request) -> web.Response:
         query = request.query
@@ -564,12 +625,13 @@ class AdminApi:
         page = found[:limit]
         cursor = page[-1].seq if page else after
         following = {"after": str(cursor), "limit": str(limit)}
-        return web.json_response(
+        return answer(
+            request,
             {
                 "items": [event_json(e) for e in page],
                 "cursor": cursor,
                 "next": self._link(request, following) if len(found) > limit else None,
-            }
+            },
         )
 
     async def get_dry_run(self, _request: web.Request) -> web.Response:
@@ -676,7 +738,11 @@ class AdminApi:
 
 
 def _workspace_id(request: web.Request) -> WorkspaceId:
-    return WorkspaceId(request.match_info["provider"], request.match_info["id"])
+    """The workspace a path names; ApiError 400 for a name no workspace can have."""
+    return WorkspaceId(
+        checked_text(request.match_info["provider"], "the provider in the path", NAME_PATTERN),
+        checked_text(request.match_info["id"], "the workspace id in the path", TEXT_PATTERN),
+    )
 
 
 async def _explanation(store: Store, ws: WorkspaceId, policies: PolicySet, now: datetime) -> Any:
@@ -733,16 +799,46 @@ def _error_middleware() -> Any:
             if e.status < 400:
                 raise
             headers = {k: e.headers[k] for k in _PASSED_ON_HEADERS if k in e.headers}
-            message = f"{request.method} {request.path}: {e.reason}"
+            message = f"{request.method} {_redacted_path(request)}: {e.reason}"
             return error_response(e.status, _CODES.get(e.status, "http_error"), message, headers)
         except (StoreError, SQLAlchemyError) as e:
-            log.error("admin.store_failed", path=request.path, error=type(e).__name__)
+            log.error("admin.store_failed", route=_route(request), error=type(e).__name__)
             return error_response(503, "store_unavailable", "the state store did not answer")
-        except Exception:
-            log.exception("admin.request_failed", method=request.method, path=request.path)
-            return error_response(500, "internal", "the request failed; the daemon's log says why")
+        except Exception as e:  # the last net: whatever slipped past is a 500, never a leak
+            return _internal_error(request, e)
 
     return errors
+
+
+def _internal_error(request: web.Request, error: Exception) -> web.Response:
+    """A generic 500 with an id that finds its log line. The line holds the exception's
+    type and where it was raised, not its message: messages quote their input, which
+    may be a token, a link or a body."""
+    error_id = secrets.token_hex(6)
+    frames = traceback.extract_tb(error.__traceback__)[-MAX_FRAMES:]
+    log.error(
+        "admin.request_failed",
+        error_id=error_id,
+        error=type(error).__name__,
+        method=request.method,
+        route=_route(request),
+        where=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames],
+    )
+    message = f"the request failed unexpectedly; the daemon's log has error id {error_id}"
+    return error_response(500, "internal", message, error_id=error_id)
+
+
+def _route(request: web.Request) -> str:
+    """The route a request matched, as declared (`/snooze/{token}`): never its values."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return "(no route)"
+    return info.route.resource.canonical if info.route.resource is not None else "(no route)"
+
+
+def _redacted_path(request: web.Request) -> str:
+    """The request's path with any snooze token masked: for answers and log lines."""
+    return redact_links(request.path)
 
 
 def _access_middleware(access: Access) -> Any:
@@ -753,12 +849,56 @@ def _access_middleware(access: Access) -> Any:
             raise route_error
         needed = required_role(request.method, request.path, protect_health=access.protect_health)
         if needed is not None:
-            refused = refusal(needed, role_of(request.headers.get("Authorization"), access))
+            granted = role_of(request.headers.get("Authorization"), access)
+            refused = refusal(needed, granted)
             if refused is not None:
                 raise refused
+            if granted is not None:
+                request[GRANTED] = granted
         return await handler(request)
 
     return check_access
+
+
+class AccessLog(AbstractAccessLogger):
+    """One debug line per request: method, route, status, time. The route as declared
+    (`/snooze/{token}`), never the request line: its path or query may hold a snooze
+    token, and its headers the bearer token."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        route = _route(request) if isinstance(request, web.Request) else "(no route)"
+        log.debug(
+            "admin.request",
+            method=request.method,
+            route=route,
+            status=response.status,
+            seconds=round(time, 4),
+        )
+
+
+class _ProtocolErrors(logging.Filter):
+    """aiohttp's own error lines, as a structlog line without the exception's text.
+
+    aiohttp logs a request it cannot parse with the parser's message, which quotes the
+    offending request line or header: a snooze token, or the Authorization header."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        write = log.debug if record.levelno < logging.WARNING else log.warning
+        write(
+            "admin.http_error",
+            error=type(error).__name__ if error is not None else None,
+            status=getattr(error, "code", None),
+        )
+        return False  # the record itself goes nowhere
+
+
+def _protocol_logger() -> logging.Logger:
+    logger = logging.getLogger("warden.admin.http")
+    logger.propagate = False
+    if not any(isinstance(f, _ProtocolErrors) for f in logger.filters):
+        logger.addFilter(_ProtocolErrors())
+    return logger
 
 
 def admin_app(
@@ -797,7 +937,14 @@ async def start_admin_server(app: web.Application, bind: str) -> web.AppRunner:
     host, port = parse_bind(bind)
     # The daemon owns the signals; open admin requests get a second at shutdown, which
     # fits in systemd's TimeoutStopSec beside the daemon's own drain.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        access_log=logging.getLogger("warden.admin.access"),  # unused: AccessLog uses structlog
+        access_log_class=AccessLog,
+        logger=_protocol_logger(),
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import html
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from aiohttp import web
 from warden.clock import Clock
 from warden.errors import WardenError
 from warden.events import catalogue as ev
+from warden.json_input import JsonInputError, load_json
 from warden.model import Decision, Event, Warning, WorkspaceId
 from warden.policy.durations import format_duration
 from warden.policy.models import Policy
@@ -48,35 +50,58 @@ log = structlog.get_logger(__name__)
 TOKEN_VERSION: Final = 1
 MIN_SECRET_BYTES: Final = 16
 _DOMAIN: Final = b"warden-snooze-link."  # keeps these MACs apart from any other use of the key
+# What a token looks like: base64url claims (a few hundred characters), a dot, a
+# base64url MAC (43). Anything else is refused before a MAC is computed over it.
+TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{1,2048}\.[A-Za-z0-9_-]{1,64}")
+MAX_EPOCH: Final = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second datetime holds
+# A snooze link's path wherever it appears in text: what follows /snooze/ is the token.
+_LINK_IN_TEXT: Final = re.compile(r"/snooze/[^/?#\s\"'<>]+")
 
 
 # ---------------------------------------------------------------- refusals
 
 
 class SnoozeRefused(WardenError):
-    """A snooze link was not honoured; `status` is the HTTP answer, the message says why."""
+    """A snooze link was not honoured; `status` is the HTTP answer, `code` the API's
+    error code, the message says why."""
 
     status = 400
+    code = "bad_request"
 
 
 class LinkInvalid(SnoozeRefused):
+    """Not signed by this daemon: forged or altered."""
+
     status = 403
+    code = "link_invalid"
+
+
+class LinkMalformed(LinkInvalid):
+    """Not a link at all (wrong shape, odd characters), or signed but unreadable: a
+    payload out of range or from another version."""
+
+    status = 400
+    code = "link_malformed"
 
 
 class LinkExpired(SnoozeRefused):
     status = 410
+    code = "link_expired"
 
 
 class LinkUsed(SnoozeRefused):
     status = 409
+    code = "link_used"
 
 
 class SnoozeLimitReached(SnoozeRefused):
     status = 409
+    code = "snooze_limit_reached"
 
 
 class NothingToSnooze(SnoozeRefused):
     status = 409
+    code = "nothing_to_snooze"
 
 
 # ---------------------------------------------------------------- tokens
@@ -118,9 +143,15 @@ def _epoch(moment: datetime) -> int:
 
 
 def _moment(value: Any) -> datetime:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError("expected whole seconds")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EPOCH:
+        raise ValueError("expected whole seconds from 1970 to 9999")
     return datetime.fromtimestamp(value, UTC)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected text")
+    return value
 
 
 class SnoozeLinks:
@@ -163,31 +194,38 @@ class SnoozeLinks:
             "e": _epoch(expires_at),
             "n": _b64(secrets.token_bytes(16)),
         }
-        body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+        return self.sign(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+
+    def sign(self, payload: bytes) -> str:
+        """The token for `payload` (claims as JSON): base64url of it, a dot, its MAC."""
+        body = _b64(payload)
         return f"{body}.{self._mac(body)}"
 
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._secret, _DOMAIN + body.encode(), hashlib.sha256).digest())
 
     def verify(self, token: str, *, now: datetime) -> SnoozeClaim:
-        """What the link says; LinkInvalid if forged or damaged, LinkExpired if too late."""
-        body, dot, mac = token.partition(".")
-        if not dot or not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
+        """What the link says; LinkMalformed if it is no link or unreadable, LinkInvalid
+        if forged or altered, LinkExpired if too late."""
+        if TOKEN_SHAPE.fullmatch(token) is None:
+            raise LinkMalformed("this is not a snooze link: it may have been cut short")
+        body, _, mac = token.partition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
             raise LinkInvalid("this snooze link is not valid")
         try:
-            claims = json.loads(_unb64(body))
-            if claims.get("v") != TOKEN_VERSION:
+            claims = load_json(_unb64(body), max_depth=1)
+            if not isinstance(claims, dict) or claims.get("v") != TOKEN_VERSION:
                 raise ValueError("unknown token version")
             claim = SnoozeClaim(
-                workspace=WorkspaceId.parse(str(claims["w"])),
-                policy=str(claims["p"]),
+                workspace=WorkspaceId.parse(_text(claims["w"])),
+                policy=_text(claims["p"]),
                 due_at=_moment(claims["d"]),
                 expires_at=_moment(claims["e"]),
-                nonce=str(claims["n"]),
+                nonce=_text(claims["n"]),
             )
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        except (JsonInputError, ValueError, KeyError, binascii.Error):
             # Signed by us yet unreadable: a format from another version. Refuse plainly.
-            raise LinkInvalid("this snooze link is not valid") from None
+            raise LinkMalformed("this snooze link is damaged or from another version") from None
         if now >= claim.expires_at:
             raise LinkExpired(f"this snooze link expired at {claim.expires_at:%Y-%m-%d %H:%M} UTC")
         return claim
@@ -329,6 +367,38 @@ class WarningLinks:
         }
 
 
+# ---------------------------------------------------------------- keeping links secret
+
+
+def redact_links(text: str) -> str:
+    """`text` with the token of every snooze link in it masked: for logs and echoes."""
+    return _LINK_IN_TEXT.sub("/snooze/[redacted]", text)
+
+
+def without_snooze_links(value: Any) -> Any:
+    """`value` (event data, an explanation) without the snooze links it carries: a copy
+    with `snooze` dropped from every `links` object and any other snooze URL masked.
+
+    For readers who may look but not act: a link is its own credential, so showing it
+    would let the read-only token snooze. Other links (`explain`) stay: they open
+    nothing without a token of their own.
+    """
+    if isinstance(value, str):
+        return redact_links(value)
+    if isinstance(value, list | tuple):
+        return [without_snooze_links(item) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    shown = {}
+    for key, item in value.items():
+        if key == "links" and isinstance(item, Mapping):
+            item = {k: v for k, v in item.items() if k != "snooze"}
+            if not item:
+                continue  # a warning whose only link was its snooze link: no `links`
+        shown[key] = without_snooze_links(item)
+    return shown
+
+
 # ---------------------------------------------------------------- HTTP
 
 _HEADERS: Final[Mapping[str, str]] = {
@@ -424,7 +494,13 @@ def _wants_json(request: web.Request) -> bool:
 
 def _refusal(request: web.Request, error: SnoozeRefused) -> web.Response:
     if _wants_json(request):
-        return _json(error.status, {"status": "refused", "reason": str(error)})
+        # `error` is the admin API's error shape; `status` and `reason` came first.
+        body = {
+            "status": "refused",
+            "reason": str(error),
+            "error": {"code": error.code, "message": str(error)},
+        }
+        return _json(error.status, body)
     return _page(error.status, "This link cannot snooze", html.escape(str(error)))
 
 

@@ -16,7 +16,6 @@ decimal places (a millionth of a dollar, what the store holds), rounded half-eve
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from pydantic import (
 
 from warden.errors import WardenError, excerpt
 from warden.events import catalogue as ev
+from warden.json_input import JsonInputError, load_json
 from warden.openapi import (
     AMOUNT_LIMIT,
     AMOUNT_PATTERN,
@@ -182,12 +182,9 @@ def parse_records(
 
 
 def _json(raw: bytes) -> Any:
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
     try:
-        return json.loads(raw or b"null", parse_float=Decimal, parse_constant=no_constant)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested beyond reason
+        return load_json(raw or b"null")  # the one parser of outside JSON: see json_input
+    except JsonInputError:
         raise SpendRecordError('the body must be JSON: {"records": [...]}') from None
 
 
