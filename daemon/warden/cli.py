@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     spend.add_argument("--json", action="store_true")
     spend.set_defaults(func=cmd_spend)
 
+    holds = sub.add_parser("holds", help="the safety rails' holds in force; release one")
+    holds_sub = holds.add_subparsers(dest="holds_command")
+    release = holds_sub.add_parser("release", help="let a held policy act on a provider")
+    release.add_argument("provider")
+    release.add_argument("policy")
+    release.add_argument("--by", help="who releases it, for the record")
+    holds.add_argument("--json", action="store_true")
+    holds.set_defaults(func=cmd_holds)
+
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(func=cmd_migrate)
 
@@ -167,6 +176,12 @@ def cmd_events(args: argparse.Namespace) -> int:
     from warden.commands import events
 
     return anyio.run(events, _settings(args), args)
+
+
+def cmd_holds(args: argparse.Namespace) -> int:
+    from warden.commands import holds
+
+    return anyio.run(holds, _settings(args), args)
 
 
 def cmd_spend(args: argparse.Namespace) -> int:

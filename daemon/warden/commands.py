@@ -175,6 +175,36 @@ async def migrate(settings: Settings) -> int:
     return EXIT_OK
 
 
+async def holds(settings: Settings, args: Any) -> int:
+    """`warden holds [release PROVIDER POLICY]`: what the surge rail holds, and letting it go."""
+    from warden.clock import utc_now
+    from warden.holds import list_holds, release_hold
+
+    store = await Store.open(settings.effective_database_url)
+    try:
+        await store.migrate()
+        if args.holds_command == "release":
+            by = f"cli: {args.by}" if args.by else "cli"
+            if not await release_hold(store, args.provider, args.policy, by=by, now=utc_now()):
+                print(f"no hold in force on {args.provider} for {args.policy}", file=sys.stderr)
+                return EXIT_FAILURE
+            print(f"released: {args.provider} {args.policy} (by {by})")
+            return EXIT_OK
+        found = await list_holds(store)
+    finally:
+        await store.aclose()
+    if args.json:
+        print(json.dumps(found, indent=2))
+    elif not found:
+        print("none")
+    for hold in [] if args.json else found:
+        released = f", released by {hold['released_by']}" if hold["released_by"] else ""
+        print(
+            f"{hold['provider']}\t{hold['policy']}\tsince {hold['since']}\t{hold['reason']}{released}"
+        )
+    return EXIT_OK
+
+
 async def events(settings: Settings, args: Any) -> int:
     """`warden events replay | dead-letters | enable`: the delivery side of the outbox."""
     from warden.clock import utc_now

@@ -315,6 +315,51 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {"workspace": {"type": "string"}, "snoozed_until": _TIME},
         },
+        "HoldPage": {
+            "type": "object",
+            "required": ["items"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["provider", "policy", "since", "reason", "wanted", "allowed"],
+                        "properties": {
+                            "provider": {"type": "string"},
+                            "policy": {"type": "string"},
+                            "since": _TIME,
+                            "reason": {"type": "string"},
+                            "wanted": {"type": "integer", "description": "actions it asked for"},
+                            "allowed": {"type": "integer", "description": "its limit then"},
+                            "released_at": {"type": ["string", "null"], "format": "date-time"},
+                            "released_by": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+        },
+        "ReleaseRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "by": {
+                    "type": "string",
+                    "pattern": TEXT_PATTERN,
+                    "description": "who releases it, for the record",
+                }
+            },
+        },
+        "Released": {
+            "type": "object",
+            "required": ["provider", "policy", "released_by"],
+            "additionalProperties": False,
+            "properties": {
+                "provider": {"type": "string"},
+                "policy": {"type": "string"},
+                "released_by": {"type": "string"},
+            },
+        },
         "DryRun": {
             "type": "object",
             "required": ["enabled"],
@@ -591,6 +636,46 @@ def _daemon_paths() -> dict[str, Any]:
                 "tags": ["budgets"],
                 "security": _BEARER,
                 "responses": {"200": _json(_ref("BudgetPage"), "every budget"), **_ERRORS_READ},
+            }
+        },
+        "/v1/holds": {
+            "get": {
+                "operationId": "listHolds",
+                "summary": "The safety rails' holds in force: a policy that asked for far more "
+                "stops or resumes in one cycle than its share, since when and why.",
+                "tags": ["daemon"],
+                "security": _BEARER,
+                "responses": {"200": _json(_ref("HoldPage"), "every hold"), **_ERRORS_READ},
+            }
+        },
+        "/v1/holds/{provider}/{policy}/release": {
+            "post": {
+                "operationId": "releaseHold",
+                "summary": "Let a held policy act: its held actions of this episode go ahead "
+                "at the provider's pace (admin). Told as warden.action.released.",
+                "tags": ["daemon"],
+                "security": _BEARER,
+                "parameters": [
+                    _path_params()[0],
+                    {
+                        "name": "policy",
+                        "in": "path",
+                        "required": True,
+                        "description": "the held policy's name",
+                        "schema": {"type": "string", "pattern": NAME_PATTERN},
+                        "example": "idle-dev",
+                    },
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {_JSON: {"schema": _ref("ReleaseRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Released"), "released"),
+                    "404": _error("no hold in force for that provider and policy"),
+                    **_TOO_LARGE,
+                    **_ERRORS_WRITE,
+                },
             }
         },
         "/v1/policies/reload": {

@@ -57,6 +57,8 @@ from warden.clock import Clock, utc_now
 from warden.errors import excerpt
 from warden.events import catalogue as ev
 from warden.events.snooze import redact_links, without_snooze_links
+from warden.holds import list_holds
+from warden.holds import release_hold as release
 from warden.json_input import JsonInputError, load_json, safe_text
 from warden.metrics import Metrics
 from warden.model import State, WorkspaceId
@@ -422,6 +424,14 @@ class SnoozeRequest(BaseModel):
         return value.strip()
 
 
+class ReleaseRequest(BaseModel):
+    """Who releases a hold, for the record (optional; the admin token is what allows it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    by: str | None = Field(default=None, pattern=TEXT_PATTERN)
+
+
 class DryRunRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -533,6 +543,8 @@ class AdminApi:
             web.post("/v1/workspaces/{provider}/{id}/snooze", self.snooze),
             web.get("/v1/events", self.events),
             web.get("/v1/budgets", self.budgets),
+            web.get("/v1/holds", self.holds),
+            web.post("/v1/holds/{provider}/{policy}/release", self.release_hold),
             web.post("/v1/policies/reload", self.reload),
             web.get("/v1/dry-run", self.get_dry_run),
             web.post("/v1/dry-run", self.set_dry_run),
@@ -609,6 +621,11 @@ class AdminApi:
         items = await keeper.overview(self._backend.policies.budgets, now=self._clock())
         return answer(request, {"items": items})
 
+    async def holds(self, request: web.Request) -> web.Response:
+        """The safety rails' holds in force: which policy, since when, why."""
+        known_params(request.query, frozenset())
+        return answer(request, {"items": await list_holds(self._store())})
+
     async def explain(self, request: web.Request) -> web.Response:
         ws = _workspace_id(request)
         report = await _explanation(self._store(), ws, self._backend.policies, self._clock())
@@ -665,6 +682,21 @@ class AdminApi:
             raise ApiError(404, "not_found", f"Warden has not seen the workspace {ws}") from None
         log.info("admin.snoozed", workspace=str(ws), until=until.isoformat())
         return web.json_response({"workspace": str(ws), "snoozed_until": until.isoformat()})
+
+    async def release_hold(self, request: web.Request) -> web.Response:
+        """An admin lets a held policy act: its held actions of this episode go ahead."""
+        provider = checked_text(
+            request.match_info["provider"], "the provider in the path", NAME_PATTERN
+        )
+        policy = checked_text(request.match_info["policy"], "the policy in the path", NAME_PATTERN)
+        body: ReleaseRequest = (
+            await json_body(request, ReleaseRequest) if await request.read() else ReleaseRequest()
+        )
+        by = f"admin: {body.by}" if body.by else "admin"
+        if not await release(self._store(), provider, policy, by=by, now=self._clock()):
+            raise ApiError(404, "not_found", f"no hold in force on {provider} for {policy}")
+        log.warning("admin.hold_released", provider=provider, policy=policy)
+        return answer(request, {"provider": provider, "policy": policy, "released_by": by})
 
     async def reload(self, _request: web.Request) -> web.Response:
         if not await self._backend.reload():
