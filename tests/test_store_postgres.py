@@ -8,6 +8,7 @@ schema, dropped afterwards. The server is required: when it is down these fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -172,3 +173,38 @@ async def _until_a_backend_waits_for_a_lock(store: Store, limit: float = 10.0) -
                 if (await conn.execute(query)).scalar_one():
                     return
             await asyncio.sleep(0.02)
+
+
+async def test_a_writer_paused_inside_its_transaction_cannot_hold_up_the_take_over() -> None:
+    """A replica stopped (SIGSTOP) inside a fenced write holds the lease row FOR SHARE:
+    the server ends its idle session after `stalled_after`, so the take-over goes
+    through, and the paused write never commits."""
+    async with fresh_schema() as schema:
+        old = await Store.open(POSTGRES_URL, schema=schema, stalled_after=timedelta(seconds=1))
+        new = await Store.open(POSTGRES_URL, schema=schema)
+        try:
+            await old.migrate()
+            grant = await old.try_acquire_lease("leader", "a", NOW, TTL)
+            assert grant is not None
+            fenced = old.with_fence(Fence("leader", "a", grant.epoch))
+            inside, never = asyncio.Event(), asyncio.Event()
+
+            async def paused_write() -> None:
+                async with fenced.write() as conn:
+                    await fenced.outbox(conn, [Event(id="paused", type="t", subject="s", time=NOW)])
+                    inside.set()
+                    await never.wait()  # the process stopped here: it sends nothing more
+
+            writer = asyncio.create_task(paused_write())
+            await inside.wait()
+            async with asyncio.timeout(10):
+                taken = await new.try_acquire_lease("leader", "b", NOW + TTL, TTL)
+            assert taken is not None
+            assert taken.epoch == grant.epoch + 1
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            assert [e.id for e in await new.events_after(0)] == []
+        finally:
+            await old.aclose()
+            await new.aclose()

@@ -29,6 +29,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
+from warden import __version__
 from warden.actuator import Actuator
 from warden.budget.keeper import BudgetKeeper
 from warden.clock import Clock, utc_now
@@ -66,6 +67,7 @@ LEASE = "warden-leader"
 LEASE_TTL = timedelta(seconds=30)  # the default of WARDEN_LEASE_TTL
 SHUTDOWN_GRACE = 8.0  # seconds for in-flight actions at SIGTERM: systemd waits 10
 WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
+STALLED_TRANSACTION = timedelta(seconds=10)  # a transaction idle this long is a paused replica
 
 __all__ = ["LEASE", "LEASE_TTL", "CycleResult", "Daemon", "ProviderStatus", "load_policy_set"]
 
@@ -165,15 +167,24 @@ class Daemon:
 
     async def __aenter__(self) -> Daemon:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store = await Store.open(self.settings.effective_database_url)
+        ttl = timedelta(seconds=self.settings.lease_ttl)
+        self.store = store = await Store.open(
+            # A replica paused inside a transaction must not hold up the one taking over
+            # for longer than its lease: the server ends such a session (PostgreSQL).
+            self.settings.effective_database_url,
+            stalled_after=min(STALLED_TRANSACTION, ttl / 2),
+        )
         await store.migrate()
         store.on_events_written(self._events_written)
-        self._http = aiohttp.ClientSession(raise_for_status=False)
+        # Every request names this replica: a platform's logs (and the chaos tests) can
+        # tell which replica sent what.
+        agent = f"warden/{__version__} (replica {self.settings.replica_id})"
+        self._http = aiohttp.ClientSession(raise_for_status=False, headers={"User-Agent": agent})
         self.leadership = Leadership(
             store,
             lease=LEASE,
             holder=self.settings.replica_id,
-            ttl=timedelta(seconds=self.settings.lease_ttl),
+            ttl=ttl,
             clock=self._clock,
         )
         self.leadership.on_change(self._leadership_changed)

@@ -9,6 +9,7 @@ ON CONFLICT. It must not run the store's statements.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Table, event
@@ -36,14 +37,23 @@ def async_url(url: str) -> URL:
     return parsed.set(drivername=_ASYNC_DRIVERS[backend])
 
 
-def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
-    """An engine for `url`; `schema` (PostgreSQL only) holds Warden's tables."""
+def create_engine(
+    url: str, *, schema: str | None = None, stalled_after: timedelta | None = None
+) -> AsyncEngine:
+    """An engine for `url`; `schema` (PostgreSQL only) holds Warden's tables.
+
+    `stalled_after` (PostgreSQL only): a session that sits in an open transaction this
+    long without sending anything is ended by the server, its locks released. Warden's
+    transactions never wait on anything but the database, so such a session belongs to
+    a replica that was paused or cut off mid-write: its fenced write must not hold the
+    lease row (FOR SHARE) against the replica taking over, and never commits.
+    """
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("a schema is a PostgreSQL setting; SQLite keeps one file")
         return _sqlite_engine(parsed)
-    return _postgres_engine(parsed, schema)
+    return _postgres_engine(parsed, schema, stalled_after)
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:
@@ -79,10 +89,13 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _postgres_engine(url: URL, schema: str | None) -> AsyncEngine:
+def _postgres_engine(url: URL, schema: str | None, stalled_after: timedelta | None) -> AsyncEngine:
     settings = {"application_name": "warden"}
     if schema is not None:
         settings["search_path"] = schema
+    if stalled_after is not None:
+        milliseconds = max(int(stalled_after.total_seconds() * 1000), 100)
+        settings["idle_in_transaction_session_timeout"] = str(milliseconds)
     return create_async_engine(
         url,
         pool_pre_ping=True,  # survive a server restart between cycles

@@ -128,14 +128,17 @@ class Store:
         return self._engine
 
     @classmethod
-    async def open(cls, url: str, *, schema: str | None = None) -> Store:
+    async def open(
+        cls, url: str, *, schema: str | None = None, stalled_after: timedelta | None = None
+    ) -> Store:
         """Connect to `url` (StoreUnavailable if it cannot be reached); no migration.
 
         `schema` (PostgreSQL only) keeps Warden's tables in that schema; `migrate()`
-        creates it when missing.
+        creates it when missing. `stalled_after`: see `engine.create_engine`.
         """
         _check_sqlite_directory(url)
-        store = cls(create_engine(url, schema=schema), schema=schema)
+        engine = create_engine(url, schema=schema, stalled_after=stalled_after)
+        store = cls(engine, schema=schema)
         try:
             async with store._engine.connect():
                 pass
