@@ -20,6 +20,7 @@ from warden.errors import (
     PlanLimited,
     ProviderRejected,
     ProviderUnavailable,
+    RedirectRefused,
     Unauthorized,
     WorkspaceGone,
 )
@@ -505,7 +506,7 @@ async def test_a_redirect_is_not_followed_with_the_token(rig: Rig):
     rig.sim.fail_next(
         "GET", "/v1/workspace/", status=307, headers={"Location": "http://elsewhere.invalid/"}
     )
-    with pytest.raises(BadAnswer, match="redirect"):
+    with pytest.raises(RedirectRefused, match="redirect"):
         await rig.adapter.observe(now=rig.clock())
     assert rig.sim.calls == [("GET", "/v1/workspace/")]
 

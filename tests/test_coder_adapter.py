@@ -154,7 +154,7 @@ async def test_the_token_travels_only_in_its_header(rig: Rig):
 
 async def test_a_wrong_token_is_unauthorized(rig: Rig, clock: ManualClock):
     async with aiohttp.ClientSession() as http:
-        url = str(rig.adapter._base).removesuffix("/api/v2")
+        url = rig.adapter.client.base_url.removesuffix("/api/v2")
         bad = CoderAdapter("coder-test", config(url, token="wrong"), http)
         with pytest.raises(Unauthorized) as caught:
             await bad.observe(now=clock())
@@ -198,7 +198,6 @@ async def test_malformed_listings_are_bad_answers(rig: Rig, kind: str):
     [
         ("latest_build.status", "exploding", "unknown build status"),
         ("owner_name", None, "owner_name"),
-        ("last_used_at", "2999-01-01T00:00:00Z", "in the future"),
         ("last_used_at", "yesterday", "timestamp"),
     ],
 )
@@ -216,8 +215,47 @@ async def test_a_workspace_described_badly_is_skipped_with_a_reason(rig: Rig, fi
 async def test_simulator_answers_follow_the_spec(rig: Rig):
     wid = add(rig, "ws")
     async with aiohttp.ClientSession() as http:
-        base = rig.adapter._base
+        base = rig.adapter.client.base_url
         async with http.get(
             f"{base}/workspaces/{wid}", headers={"Coder-Session-Token": TOKEN}
         ) as resp:
             validate_response("GET", f"/api/v2/workspaces/{wid}", resp.status, await resp.json())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("last_used_at", "2999-01-01T00:00:00Z", "in the future"),
+        ("last_used_at", "1970-01-01T00:00:00Z", "before 2000-01-01"),
+        ("last_used_at", "2020-01-01T00:00:00Z", "before the workspace was created"),
+    ],
+)
+async def test_an_implausible_activity_time_is_unknown_and_the_reason_kept(
+    rig: Rig, field: str, value: str, why: str
+):
+    """Never idle since 1970: the fact is unknown (never leads to an action), not skipped."""
+    wid = add(rig, "ws")
+    rig.sim.corrupt_workspace(wid, field, value)
+    observation = await rig.adapter.observe(now=rig.clock())
+    [ws] = observation.workspaces
+    assert observation.skipped == []
+    assert ws.last_active_at is None
+    assert ws.idle_for(rig.clock()) is None
+    assert why in ws.facts["unbelieved"][field]
+
+
+async def test_a_build_started_before_the_workspace_existed_has_no_start_time(rig: Rig):
+    wid = add(rig, "ws")
+    rig.sim.corrupt_workspace(wid, "latest_build.created_at", "2001-01-01T00:00:00Z")
+    [ws] = (await rig.adapter.observe(now=rig.clock())).workspaces
+    assert ws.state is State.RUNNING
+    assert ws.started_at is None
+    assert "before the workspace was created" in ws.facts["unbelieved"]["latest_build.created_at"]
+
+
+async def test_plausible_times_are_believed_and_leave_no_doubt(rig: Rig):
+    now = rig.clock()
+    add(rig, "ws", last_used_at=now - 2 * H, started_at=now - 3 * H)
+    [ws] = (await rig.adapter.observe(now=now)).workspaces
+    assert (ws.last_active_at, ws.started_at) == (now - 2 * H, now - 3 * H)
+    assert "unbelieved" not in ws.facts

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.conftest import START as START_OF_TEST
 from tests.contracts.mage import CLUSTER_ANSWERS, CLUSTER_REQUESTS, validate_answer, validate_body
 from warden.clock import ManualClock
 from warden.errors import (
@@ -451,7 +452,6 @@ async def test_a_stop_answered_with_malformed_json_is_a_failure(rig: Rig):
     [
         ("unknown_status", "unknown instance status 'HIBERNATING'"),
         ("missing_field", "`instance` is missing"),
-        ("future_timestamp", "`last_user_request` is in the future"),
         ("bad_timestamp", "`last_user_request` is not a timestamp"),
         ("duplicate", "listed more than once"),
     ],
@@ -468,6 +468,36 @@ async def test_a_workspace_described_badly_is_skipped_with_the_reason(
     assert skipped.native_id == "bad"
     assert reason in skipped.reason
     assert puts(rig) == []
+
+
+async def test_a_user_request_in_the_future_makes_activity_unknown_with_the_reason(rig: Rig):
+    """A clock that cannot be true is no activity fact: never idle, never skipped."""
+    rig.sim.add_workspace("bad", idle=10 * H)
+    rig.sim.corrupt("bad", "future_timestamp")
+    observation = await rig.adapter.observe(now=rig.clock())
+    [ws] = observation.workspaces
+    assert observation.skipped == []
+    assert ws.last_active_at is None
+    assert ws.idle_for(rig.clock()) is None
+    assert "in the future" in ws.facts["unbelieved"]["last_user_request"]
+
+
+def test_a_scheduler_clock_from_1970_makes_activity_unknown_not_the_user_clock_alone():
+    """Dropping only the scheduler's clock would make the workspace look idler than it is."""
+    now = START_OF_TEST
+    body = {
+        "statuses": [
+            {
+                "last_user_request": (now - 5 * H).isoformat(),
+                "last_scheduler_activity": "1970-01-01T00:00:00",
+                "active_pipeline_run_count": 0,
+            }
+        ]
+    }
+    activity = parse_activity(body, now=now)
+    assert activity.last_user_request == now - 5 * H
+    assert activity.last_active_at is None
+    assert "before 2000-01-01" in activity.unbelieved["last_scheduler_activity"]
 
 
 @pytest.mark.parametrize("fault", ["fail", "reset", "not_json", "error_body"])

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from warden.errors import WardenError
+from warden.policy import parsing
 from warden.policy.loader import (
+    MAX_PROBLEMS,
     PolicyError,
     PolicyProblem,
     load_policies,
@@ -50,9 +52,11 @@ def write(name: str, *parts: str) -> Path:
     return path
 
 
-def problems(*paths: Path, env: dict[str, str] | None = None, capabilities=None) -> list[str]:
+def problems(
+    *paths: Path, env: dict[str, str] | None = None, capabilities=None, unset_ok: bool = False
+) -> list[str]:
     with pytest.raises(PolicyError) as raised:
-        load_policies(list(paths), env=env or {}, capabilities=capabilities)
+        load_policies(list(paths), env=env or {}, capabilities=capabilities, unset_ok=unset_ok)
     return [str(p) for p in raised.value.problems]
 
 
@@ -89,7 +93,8 @@ def test_an_unknown_key_lists_the_keys_that_are_allowed():
         """,
     )
     assert problems(path) == [
-        "p.yaml:3:5: policies[0].whne: unknown key (expected one of: name, description, match, "
+        "p.yaml:3:5: policies[0].whne: unknown key; did you mean `when`? (expected one of: "
+        "name, description, match, "
         "exclude, when, schedule, lifecycle, warn_before, snooze, do, extend, notify, dry_run)"
     ]
 
@@ -148,7 +153,8 @@ def test_provider_type_problems_name_the_type_key_not_pydantics_union_tag():
     assert problems(path) == [
         f'p.yaml:2:13: providers.a.type: expected one of: {tags}; got "kubernetes"',
         f"p.yaml:3:6: providers.b.type: missing (expected one of: {tags})",
-        "p.yaml:4:47: providers.c.tokn: unknown key (expected one of: url, poll_interval, "
+        "p.yaml:4:47: providers.c.tokn: unknown key; did you mean `token`? (expected one of: "
+        "url, poll_interval, "
         "timeout, concurrency, dry_run, type, token, page_size)",
     ]
 
@@ -184,7 +190,7 @@ def test_yaml_booleans_in_disguise_get_a_hint():
         """,
     )
     assert problems(path) == [
-        "p.yaml:2:76: schedules.office.holidays: expected a valid string, got false "
+        "p.yaml:2:76: schedules.office.holidays: expected text, got false "
         "(YAML reads NO as false: quote it)"
     ]
 
@@ -652,3 +658,238 @@ def test_example_policies_need_their_secrets_from_the_environment():
         "environment variable CODER_TOKEN is not set",
         "environment variable AUDIT_WEBHOOK_SECRET is not set",
     }
+
+
+# ---------------------------------------------------------------- any bytes, within limits
+
+
+def test_control_characters_and_bad_utf8_are_named_at_their_line_and_column():
+    nul = write("nul.yaml", "policies:\n  - name: idle\x00dev\n")
+    bell = write("bell.yaml", "policies: []\n# ring \x07\n")
+    latin1 = Path("latin1.yaml")
+    latin1.write_bytes(b"policies:\n  - name: caf\xe9\n")
+    assert problems(nul, bell, latin1) == [
+        "nul.yaml:2:15: a NUL character is not allowed in YAML (remove it)",
+        "bell.yaml:2:8: the control character U+0007 is not allowed in YAML (remove it)",
+        "latin1.yaml:2:14: not UTF-8 text: byte 0xe9 (save the file as UTF-8)",
+    ]
+
+
+def test_a_byte_order_mark_is_read_past_without_moving_columns():
+    path = Path("bom.yaml")
+    path.write_bytes(b"\xef\xbb\xbfpolicies:\n  - {name: idle, when: {idle_for: soon}}\n")
+    assert problems(path) == [
+        'bom.yaml:2:35: policies[0].when.idle_for: expected a duration such as "2h", got "soon"'
+    ]
+
+
+def test_a_file_over_the_size_limit_is_refused_unread_and_one_of_a_megabyte_loads():
+    big = Path("big.yaml")
+    big.write_bytes(b"# " + b"x" * parsing.MAX_FILE_BYTES + b"\n")
+    assert problems(big) == ["big.yaml: larger than 4 MiB: split it into several files"]
+    policy = "  - name: idle-%05d\n    match: {owner: [alice, bob]}\n    when: {idle_for: 2h}\n"
+    count = 1_000_000 // len(policy % 0) + 1
+    megabyte = Path("mb.yaml")
+    megabyte.write_text("policies:\n" + "".join(policy % n for n in range(count)))
+    assert megabyte.stat().st_size > 1_000_000
+    assert len(load(megabyte).policies) == count
+
+
+def test_nesting_deeper_than_the_limit_is_refused_where_it_crosses_it():
+    deepest = "policies: " + "[" * (parsing.MAX_DEPTH - 1) + "]" * (parsing.MAX_DEPTH - 1)
+    write("ok.yaml", deepest + "\n")
+    [problem] = problems(Path("ok.yaml"))
+    assert "nested" not in problem  # 64 levels parse; the models then refuse the lists
+    too_deep = write("deep.yaml", "policies: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    block = write("block.yaml", "".join(" " * i + "k:\n" for i in range(100)))
+    assert problems(too_deep, block) == [
+        "deep.yaml:1:1010: nested more than 64 levels deep",  # libyaml, reading ahead
+        "block.yaml:65:65: nested more than 64 levels deep",
+    ]
+
+
+def test_an_alias_bomb_is_refused_after_a_few_lines():
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    bomb = write("bomb.yaml", "\n".join(lines) + "\n")
+    many = write(
+        "many.yaml",
+        "x: &x 1\ny: [" + ", ".join(["*x"] * (parsing.MAX_ALIASES + 1)) + "]\n",
+    )
+    assert problems(bomb, many) == [
+        "bomb.yaml:5:10: aliases repeat more than 10,000 values: write them out, or alias less",
+        "many.yaml:2:405: more than 100 aliases (*name) in one file",
+    ]
+
+
+def test_an_alias_to_its_own_anchor_or_to_none_is_a_problem_not_a_cycle():
+    own = write("own.yaml", "policies: &p [*p]\n")
+    none = write("none.yaml", "policies: [*nowhere]\n")
+    assert problems(own, none) == [
+        "own.yaml:1:15: alias *p names no anchor &p completed before it",
+        "none.yaml:1:12: alias *nowhere names no anchor &nowhere completed before it",
+    ]
+
+
+def test_huge_durations_are_problems_not_overflows():
+    path = write(
+        "p.yaml",
+        "policies:\n",
+        "  - {name: a, when: {idle_for: 99999999999999999999d}}\n",
+        "  - {name: b, when: {running_for: 3651d}}\n",
+        "  - {name: c, when: {running_for: 3650d}}\n",
+    )
+    assert problems(path) == [
+        'p.yaml:2:30: policies[0].when.idle_for: expected a duration of at most 3650d, got "99999999999999999999d"',
+        'p.yaml:3:33: policies[1].when.running_for: expected a duration of at most 3650d, got "3651d"',
+    ]
+
+
+def test_a_number_too_long_for_any_setting_is_refused_before_it_is_read():
+    path = write("p.yaml", "policies:\n  - {name: c, snooze: {max: " + "9" * 5000 + "}}\n")
+    assert problems(path) == [
+        "p.yaml:2:29: a number longer than 100 characters (no setting takes one)"
+    ]
+
+
+def test_python_tags_construct_nothing():
+    path = write("p.yaml", "policies: !!python/object/apply:os.mkdir [made-by-yaml]\n")
+    assert problems(path) == [
+        "p.yaml:1:11: unsupported tag !!python/object/apply:os.mkdir: policy files hold plain "
+        "values only (remove the tag)"
+    ]
+    assert not Path("made-by-yaml").exists()
+
+
+def test_keys_that_are_lists_or_mappings_and_second_documents_are_problems():
+    mapping_key = write("a.yaml", "policies:\n  - {name: idle, {when: x}: 1}\n")
+    list_key = write("b.yaml", "? [a, b]\n: 1\n")
+    two = write("c.yaml", "policies: []\n---\npolicies: []\n")
+    assert problems(mapping_key, list_key, two) == [
+        "a.yaml:2:18: a key must be a single value, not a list or mapping",
+        "b.yaml:1:3: a key must be a single value, not a list or mapping",
+        "c.yaml:2:1: expected one YAML document, found another (---)",
+    ]
+
+
+def test_dates_python_cannot_hold_are_problems_at_their_value():
+    path = write("p.yaml", "policies:\n  - name: 2026-13-45\n")
+    assert problems(path) == ["p.yaml:2:11: not a valid date or time (quote it to write text)"]
+
+
+def test_keys_that_are_not_text_are_named_as_written():
+    path = write("p.yaml", "1: x\nsinks: {2: {type: log}}\n")
+    assert problems(path) == [
+        "p.yaml:1:1: expected a key of text, got 1",
+        "p.yaml:2:9: sinks.2: expected text, got 2",
+    ]
+
+
+def test_every_problem_is_found_and_the_first_hundred_listed():
+    bad = "".join(f"  - {{name: p{n}, when: {{idle_for: soon}}}}\n" for n in range(250))
+    path = write("p.yaml", "policies:\n", bad)
+    found = problems(path)
+    assert len(found) == MAX_PROBLEMS + 1
+    assert found[0].startswith("p.yaml:2:")
+    assert found[-1] == "p.yaml: … and 150 more problems (fix these first)"
+
+
+def test_a_directory_of_many_files_loads_as_one_set():
+    for n in range(300):
+        write(f"many/{n:03}.yaml", f"policies:\n  - {{name: p{n}, when: {{idle_for: 2h}}}}\n")
+    assert len(load(Path("many")).policies) == 300
+
+
+# ---------------------------------------------------------------- messages a person reads
+
+
+def test_bounds_are_written_as_an_admin_writes_them():
+    path = write(
+        "p.yaml",
+        CODER.replace("token: t}", "token: t, concurrency: 65}"),
+        "policies:\n  - {name: gpu, when: {gpu_below: 5%, for: 2d}}\n",
+    )
+    assert problems(path) == [
+        "p.yaml:2:82: providers.coder-prod.concurrency: expected at most 64, got 65",
+        'p.yaml:4:44: policies[0].when.for: expected at most 1d, got "2d"',
+    ]
+
+
+def test_an_unknown_key_near_a_known_one_gets_a_suggestion_by_the_name_admins_write():
+    path = write(
+        "p.yaml", "policies:\n  - {name: gpu, when: {gpu_below: 5%, for_: 1h, idle_fr: 2h}}\n"
+    )
+    expected = "(expected one of: idle_for, running_for, gpu_below, cpu_below, for)"
+    assert problems(path) == [
+        f"p.yaml:2:39: policies[0].when.for_: unknown key; did you mean `for`? {expected}",
+        f"p.yaml:2:49: policies[0].when.idle_fr: unknown key; did you mean `idle_for`? {expected}",
+    ]
+
+
+def test_a_value_of_the_wrong_kind_is_named_plainly():
+    path = write(
+        "p.yaml",
+        "settings: {max_percent_per_cycle: {a: 1}, max_actions_per_cycle: many, dry_run: maybe}\n",
+    )
+    assert problems(path) == [
+        'p.yaml:1:35: settings.max_percent_per_cycle: expected a percentage such as "5%", '
+        "got a mapping",
+        'p.yaml:1:66: settings.max_actions_per_cycle: expected a whole number, got "many"',
+        'p.yaml:1:81: settings.dry_run: expected true or false, got "maybe"',
+    ]
+
+
+# ---------------------------------------------------------------- lint mode (--no-secrets)
+
+
+def test_lint_mode_fills_unset_references_with_placeholders_and_checks_the_rest():
+    loaded = load_policies(
+        [REPO / "policies" / "coder.yaml"], env={}, capabilities=capability_names(), unset_ok=True
+    )
+    assert loaded.unset == ("AUDIT_WEBHOOK_SECRET", "CODER_TOKEN")
+    assert {p.name for p in loaded.policies} == {"idle-dev", "max-lifetime", "nights-and-weekends"}
+
+
+def test_lint_mode_still_checks_what_is_set_and_what_is_written():
+    path = write(
+        "p.yaml",
+        """\
+        providers:
+          coder-prod:
+            type: coder
+            url: ${CODER_URL}
+            token: ${CODER_TOKEN}
+            poll_interval: ${POLL}
+            concurrency: ${CONCURRENCY}
+        schedules:
+          office: {timezone: "${TZ}", open: ["${HOURS}"], holidays: "${COUNTRY}"}
+        sinks:
+          audit: {type: webhook, url: "https://hooks.example.com", secret: "${SECRET}"}
+          other: {type: webhook, url: "https://hooks.example.com", secret: "${UNSET_SECRET}"}
+        spend_feeds:
+          runs: {url: "${FEED_URL}", provider: "${FEED_PROVIDER}", interval: "${EVERY}"}
+        policies:
+          - {name: idle, when: {idle_for: "${IDLE}"}, notify: ["${SINK}"]}
+          - {name: nights, schedule: nowhere, notify: "${SINK}"}
+        budgets:
+          - name: daily
+            budget: {per: "${PER}", window: day, limit_usd: "${LIMIT}", timezone: "${TZ}"}
+            thresholds: [{at: "${AT}"}]
+        pricing:
+          coder-prod: {usd_per_credit: "${CREDIT}"}
+        """,
+    )
+    assert problems(path, unset_ok=True) == [
+        'p.yaml:17:30: policies[1].schedule: unknown schedule "nowhere" (expected one of: office)'
+    ]
+    assert problems(path, env={"SECRET": "not-a-webhook-secret"}, unset_ok=True) == [
+        "p.yaml:11:68: sinks.audit.secret: a webhook secret must look like whsec_<base64>"
+    ]
+
+
+def test_lint_mode_still_reports_malformed_references():
+    path = write("p.yaml", 'sinks:\n  hook: {type: webhook, url: "${HOOK"}\n')
+    assert problems(path, unset_ok=True) == [
+        'p.yaml:2:31: sinks.hook.url: malformed reference "${HOOK" '
+        "(expected ${NAME} or ${NAME:-default}; $${ writes a literal ${)"
+    ]

@@ -203,3 +203,19 @@ async def test_reset_next_drops_the_connection_and_records_no_answer(rig: Rig) -
     assert rig.sim.requests[-1].status is None
     assert rig.sim.creates == 0
     assert (await rig.call("POST"))[0] == 201
+
+
+async def test_redirect_next_answers_one_redirect_marked_injected(rig: Rig) -> None:
+    rig.sim.redirect_next("POST", THINGS, "http://127.0.0.1:9/elsewhere?x=1", status=307)
+    async with rig.http.post(THINGS, allow_redirects=False) as resp:
+        assert (resp.status, resp.headers["Location"]) == (307, "http://127.0.0.1:9/elsewhere?x=1")
+        assert resp.headers[INJECTED] == "redirect"
+    assert rig.sim.creates == 0  # the platform itself never saw it
+    assert rig.sim.requests[-1].injected
+    assert (await rig.call("POST"))[0] == 201  # only the next one
+
+
+def test_redirect_next_takes_only_a_redirect_status() -> None:
+    plan: FaultPlan[Any] = FaultPlan()
+    with pytest.raises(ValueError, match="3xx"):
+        plan.redirect_next("GET", THINGS, "http://127.0.0.1:9/", status=200)

@@ -19,6 +19,7 @@ from warden.errors import (
     Conflict,
     ProviderRejected,
     ProviderUnavailable,
+    RedirectRefused,
     SyncFailed,
     Unauthorized,
     WorkspaceGone,
@@ -712,17 +713,38 @@ async def test_a_malformed_listing_is_a_bad_answer_never_an_empty_one(rig: Rig, 
     assert rig.mutations() == []
 
 
-async def test_a_failed_later_page_fails_the_whole_listing(rig: Rig):
+async def test_a_failed_later_page_leaves_a_partial_listing_that_says_so(rig: Rig):
     for number in range(5):
-        rig.sim.add_workspace(f"ws_{number}", status="stopped")
-    rig.sim.fail_next("GET", f"{API}?limit=2&offset=4", status=503)
-    with pytest.raises(ProviderUnavailable):
-        await rig.adapter_with(page_size=2).observe(now=rig.clock())
+        rig.sim.add_workspace(
+            f"ws_{number}", status="stopped", created_ago=timedelta(days=9 - number)
+        )
+    rig.sim.fail_next("GET", f"{API}?limit=2&offset=2", status=503)
+    observation = await rig.adapter_with(page_size=2).observe(now=rig.clock())
+    assert sorted(ws.id.native for ws in observation.workspaces) == ["ws_0", "ws_1", "ws_4"]
+    assert (observation.complete, observation.unread_pages, observation.listed) == (False, 1, 5)
+    [unread] = observation.skipped
+    assert unread.native_id is None
+    assert unread.reason.startswith("page @2: HTTP 503")
+
+
+async def test_a_partial_listing_forgets_no_cached_details(rig: Rig):
+    """A workspace on an unread page may still exist: its cached details stay."""
+    rig.sim.add_workspace("ws_old", status="stopped", created_ago=timedelta(days=9))
+    add_gpu(rig.sim, created_ago=timedelta(days=1))  # the second page, at page size 1
+    adapter = rig.adapter_with(page_size=1)
+    await adapter.observe(now=rig.clock())
+    rig.sim.fail_next("GET", f"{API}?limit=1&offset=1", status=503)
+    partial = await adapter.observe(now=rig.clock())
+    assert (partial.complete, [ws.id.native for ws in partial.workspaces]) == (False, ["ws_old"])
+    again = await adapter.observe(now=rig.clock())
+    assert again.complete
+    assert "ws_ghi789" in {ws.id.native for ws in again.workspaces}
+    assert rig.reads_of("ws_ghi789") == 1  # its details came from the cache
 
 
 async def test_a_redirect_is_not_followed_with_the_key(rig: Rig):
     rig.sim.fail_next("GET", API, status=302, headers={"Location": "http://127.0.0.1:9/steal"})
-    with pytest.raises(BadAnswer, match="redirect"):
+    with pytest.raises(RedirectRefused, match="redirect"):
         await rig.observe()
     assert len(rig.sim.calls) == 1
 
@@ -758,11 +780,20 @@ async def test_a_missing_owner_skips_the_workspace_with_a_reason(rig: Rig):
     assert "`ownerId` is missing" in (await reasons(rig))["ws_ghi789"]
 
 
-@pytest.mark.parametrize("kind", ["future_timestamp", "future_condition"])
-async def test_a_timestamp_in_the_future_skips_the_workspace(rig: Rig, kind: str):
+async def test_a_creation_time_in_the_future_skips_the_workspace(rig: Rig):
     add_gpu(rig.sim)
-    rig.sim.corrupt("ws_ghi789", kind)  # type: ignore[arg-type]
+    rig.sim.corrupt("ws_ghi789", "future_timestamp")
     assert "in the future" in (await reasons(rig))["ws_ghi789"]
+
+
+async def test_a_pod_scheduled_in_the_future_gives_no_start_time(rig: Rig):
+    """A start time that cannot be true is unknown, with the reason, never a skip."""
+    add_gpu(rig.sim)
+    rig.sim.corrupt("ws_ghi789", "future_condition")
+    ws = await rig.one("ws_ghi789")
+    assert ws.state is State.RUNNING
+    assert ws.started_at is None
+    assert "in the future" in ws.facts["unbelieved"]["PodScheduled"]
 
 
 async def test_an_unreadable_timestamp_skips_the_workspace(rig: Rig):

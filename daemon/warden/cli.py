@@ -21,7 +21,6 @@ from warden import __version__
 from warden.errors import WardenError
 from warden.logging import REDACTOR, configure_logging
 from warden.policy.loader import PolicyError, load_policies
-from warden.policy.models import PolicyFile
 from warden.providers.registry import capability_names
 from warden.settings import Settings, policy_environment
 
@@ -59,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check policy files; print file:line:col problems")
     validate.add_argument("paths", nargs="+", type=Path)
+    validate.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="lint without the secrets: an unset ${VAR} gets a placeholder of the right shape",
+    )
     validate.set_defaults(func=cmd_validate)
 
     plan = sub.add_parser("plan", help="observe once and print what would happen; act on nothing")
@@ -122,7 +126,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_validate(args: argparse.Namespace) -> int:
     env = policy_environment(os.environ)
     try:
-        policies = load_policies(args.paths, env=env, capabilities=capability_names())
+        policies = load_policies(
+            args.paths, env=env, capabilities=capability_names(), unset_ok=args.no_secrets
+        )
     except PolicyError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
@@ -132,6 +138,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{len(policies.providers)} providers, {len(policies.schedules)} schedules, "
         f"{len(policies.sinks)} sinks"
     )
+    if policies.unset:
+        print(f"unset, checked with placeholders: {', '.join(policies.unset)}")
     return EXIT_OK
 
 
@@ -141,10 +149,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
         print(json.dumps(all_schemas(), indent=2, sort_keys=True))
         return EXIT_OK
-    schema = PolicyFile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Warden policy file"
-    print(json.dumps(schema, indent=2, sort_keys=True))
+    from warden.policy.schema import schema_text
+
+    sys.stdout.write(schema_text())
     return EXIT_OK
 
 

@@ -44,9 +44,12 @@ class ProviderUnavailable(ProviderError):
         *,
         status: int | None = None,
         retry_after: timedelta | None = None,
+        held: bool = False,
     ) -> None:
         super().__init__(provider, message, status=status)
         self.retry_after = retry_after
+        # Not sent at all: the platform's Retry-After still holds this provider's requests.
+        self.held = held
 
 
 class ProviderRejected(ProviderError):
@@ -73,6 +76,14 @@ class Conflict(ProviderRejected):
 
 class BadAnswer(ProviderError):
     """The platform answered with something Warden cannot trust (malformed, unknown)."""
+
+
+class RedirectRefused(BadAnswer):
+    """The platform answered 3xx: never followed, so the credentials reach no other origin."""
+
+
+class AnswerTooLarge(BadAnswer):
+    """The answer's body was larger than the provider's cap: reading stopped at the cap."""
 
 
 class SyncFailed(ProviderRejected):

@@ -42,6 +42,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
+# What the schema says a field read by _as_list takes: one name or a list of them.
+OneOrMore = str | list[str]
+
+
 def _as_list(value: Any) -> Any:
     """Let admins write `owner: alice` for `owner: [alice]`."""
     return [value] if isinstance(value, str) else value
@@ -57,7 +61,7 @@ def _as_selector_list(value: Any) -> Any:
 def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise ValueError(
             f"expected an IANA time zone such as Europe/Berlin, got {value!r}"
         ) from None
@@ -199,7 +203,14 @@ class Selector(Strict):
     name: list[str] | None = Field(default=None, description="glob patterns: gpu-*")
     labels: dict[str, str] | None = Field(default=None, description="every label must equal")
 
-    _lists = field_validator("provider", "owner", "template", "name", mode="before")(_as_list)
+    _lists = field_validator(
+        "provider",
+        "owner",
+        "template",
+        "name",
+        mode="before",
+        json_schema_input_type=OneOrMore | None,
+    )(_as_list)
 
 
 TRIGGERS = ("idle_for", "running_for", "gpu_below", "cpu_below")
@@ -342,7 +353,9 @@ class Policy(Strict):
     notify: list[str] = Field(default_factory=list, description="sink names")
     dry_run: bool = False
 
-    _notify_list = field_validator("notify", mode="before")(_as_list)
+    _notify_list = field_validator("notify", mode="before", json_schema_input_type=OneOrMore)(
+        _as_list
+    )
     _exclude_list = field_validator(
         "exclude", mode="before", json_schema_input_type=Selector | list[Selector] | None
     )(_as_selector_list)
@@ -488,7 +501,9 @@ class Threshold(Strict):
         "may turn on the kill switch of one agent-run platform",
     )
 
-    _notify_list = field_validator("notify", mode="before")(_as_list)
+    _notify_list = field_validator("notify", mode="before", json_schema_input_type=OneOrMore)(
+        _as_list
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> Threshold:

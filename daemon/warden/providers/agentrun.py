@@ -9,8 +9,9 @@ limits and `restore` puts back what a throttle replaced. It cannot extend anythi
 
 Auth: the seed says "JWT or API Key" without naming a header. My reading is that
 both are bearer credentials, so the token travels only as
-`Authorization: Bearer <token>`: never in a URL, message or repr. Redirects are not
-followed, so the header never goes anywhere but the configured URL.
+`Authorization: Bearer <token>`: never in a URL, message or repr. Every call goes
+through the provider's `PlatformClient`, which never follows a redirect, so the header
+never goes anywhere but the configured URL.
 
 Money is `Decimal`: answers are parsed with `parse_float=Decimal` and budgets are
 written as exact JSON numbers (25.1 stays 25.1, never a float). A `null` budget means
@@ -32,7 +33,6 @@ with them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,19 +40,18 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import aiohttp
-import anyio
 
 from warden.errors import (
     BadAnswer,
     PlanLimited,
+    ProviderError,
     ProviderRejected,
     WorkspaceGone,
-    excerpt,
 )
 from warden.model import State, Workspace, WorkspaceId
 from warden.policy.models import AgentRunProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
-from warden.providers.http import TRANSPORT_ERRORS, raise_for_status, read_json, transport_error
+from warden.providers.client import BearerAuth, Clocks, PlatformClient, Refusal
 
 CAPABILITIES = frozenset(
     {
@@ -169,18 +168,27 @@ class AgentRunAdapter:
     capabilities = CAPABILITIES
     spend_source: Literal["feed"] = "feed"  # spend comes from the separate feed, not observe()
 
-    def __init__(self, name: str, config: AgentRunProvider, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: AgentRunProvider,
+        http: aiohttp.ClientSession,
+        *,
+        clocks: Clocks | None = None,
+    ) -> None:
         self.name = name
-        self._http = http
-        self._base = str(config.url).rstrip("/")
-        token = config.token.get_secret_value()
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        self._json_headers = self._headers | {"Content-Type": "application/json"}
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
-        self._limiter = anyio.CapacityLimiter(config.concurrency)
+        self.client = PlatformClient.for_config(
+            name,
+            config,
+            http,
+            base_url=str(config.url).rstrip("/"),
+            auth=BearerAuth(config.token.get_secret_value()),
+            headers={"Accept": "application/json"},
+            clocks=clocks,
+        )
 
     def __repr__(self) -> str:
-        return f"AgentRunAdapter({self.name!r}, url={self._base!r})"
+        return f"AgentRunAdapter({self.name!r}, url={self.client.base_url!r})"
 
     # ------------------------------------------------------------ the Provider protocol
 
@@ -189,7 +197,8 @@ class AgentRunAdapter:
 
         `filter` is ignored: there is nothing to narrow down on the server.
         """
-        raw = await self._request("GET", WORKSPACE, what="read the workspace")
+        with self.client.counting() as tally:
+            raw = await self._request("GET", WORKSPACE, what="read the workspace")
         if not isinstance(raw, dict):
             raise BadAnswer(self.name, "read the workspace: the answer is not an object")
         try:
@@ -198,8 +207,8 @@ class AgentRunAdapter:
             native = raw.get("id")
             reason = f"workspace described badly: {e}"
             skipped = Skipped(native if isinstance(native, str) else None, reason)
-            return Observation(self.name, now, [], [skipped], requests=1)
-        return Observation(self.name, now, [ws], [], requests=1)
+            return Observation(self.name, now, [], [skipped], requests=tally.sent)
+        return Observation(self.name, now, [ws], [], requests=tally.sent)
 
     async def refresh(self, native_id: str, *, now: datetime) -> Workspace:
         """Read the workspace again; WorkspaceGone if the credential now reaches another."""
@@ -322,35 +331,26 @@ class AgentRunAdapter:
         gate: str | None = None,
     ) -> Any:
         """One call; `gate` names what a 403 means the plan lacks (PlanLimited)."""
-        async with self._limiter:
-            try:
-                async with self._http.request(
-                    method,
-                    self._base + path,
-                    data=None if body is None else json_text(body).encode(),
-                    headers=self._headers if body is None else self._json_headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,  # the bearer token goes to the configured URL only
-                ) as resp:
-                    await self._raise_for_status(resp, what=what, gate=gate)
-                    return await read_json(resp, self.name, what, exact_numbers=True)
-            except TRANSPORT_ERRORS as e:
-                raise transport_error(self.name, what, e) from e
+        return await self.client.request(
+            method,
+            path,
+            what=what,
+            json=body,
+            refusal=None if gate is None else self._plan_gate(what, gate),
+        )
 
-    async def _raise_for_status(
-        self, resp: aiohttp.ClientResponse, *, what: str, gate: str | None
-    ) -> None:
-        if resp.status == 403 and gate is not None:
-            said = excerpt(await resp.text(errors="replace"))
-            raise PlanLimited(
+    def _plan_gate(self, what: str, gate: str) -> Refusal:
+        def refused(status: int, said: str) -> ProviderError | None:
+            if status != 403:
+                return None
+            return PlanLimited(
                 self.name,
                 f"{what}: HTTP 403: the plan lacks {gate}; the platform said: {said}",
                 status=403,
                 missing=gate,
             )
-        if 300 <= resp.status < 400:
-            raise BadAnswer(self.name, f"{what}: unexpected redirect (HTTP {resp.status})")
-        await raise_for_status(resp, self.name, what)
+
+        return refused
 
 
 def throttle_changes(
@@ -432,20 +432,6 @@ def to_workspace(settings: AgentRunSettings, *, provider: str, now: datetime) ->
             "max_concurrent_runs": settings.max_concurrent_runs,
         },
     )
-
-
-def json_text(value: Any) -> str:
-    """JSON with Decimals written as the exact numbers they are (json.dumps refuses them)."""
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} has no JSON number")
-        return format(value, "f")  # never "1E+2": plain digits
-    if isinstance(value, Mapping):
-        items = (f"{json.dumps(str(k))}: {json_text(v)}" for k, v in value.items())
-        return "{" + ", ".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(json_text(v) for v in value) + "]"
-    return json.dumps(value, allow_nan=False)
 
 
 def _present(raw: Mapping[str, Any], key: str) -> Any:

@@ -42,13 +42,21 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """One poll of one provider: the workspaces it could read and those it skipped."""
+    """One poll of one provider: the workspaces it could read and those it skipped.
+
+    A listing whose later pages failed is still an observation, of what was read:
+    `complete` is then False, and each unread page is in `skipped`. A workspace it does
+    not show may exist on a page that was not read.
+    """
 
     provider: str
     observed_at: datetime
     workspaces: list[Workspace] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     requests: int = 0  # how many HTTP requests the poll sent
+    complete: bool = True  # every page was read
+    unread_pages: int = 0
+    listed: int | None = None  # how many workspaces the platform claims, when it says
 
 
 @dataclass(frozen=True, slots=True)

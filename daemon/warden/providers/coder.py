@@ -3,37 +3,39 @@
 Follows Coder's OpenAPI spec (see the contract tests). It never calls
 `POST /workspaces/{id}/usage`: that endpoint reports activity and would hide the very
 idleness Warden is looking for. The session token travels only in the
-`Coder-Session-Token` header.
+`Coder-Session-Token` header, through the provider's `PlatformClient` (no redirects).
+
+Listing: `GET /workspaces?limit=&offset=` pages, read as claims (`providers.pages`):
+`count` is the platform's claim, never a schedule of pages. A first page shorter than
+the limit while `count` claims more means the server applies a smaller page size: the
+pages then step by the first page's length. A `last_used_at` or build start that
+cannot be true (before 2000, before the workspace's `created_at`, in the future) is
+unknown, with the reason in `facts["unbelieved"]`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import anyio
 
-from warden.errors import BadAnswer, ProviderError
+from warden.errors import BadAnswer
 from warden.model import State, Workspace, WorkspaceId
 from warden.policy.models import CoderProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
-from warden.providers.http import (
-    TRANSPORT_ERRORS,
-    parse_time,
-    raise_for_status,
-    read_json,
-    transport_error,
-)
+from warden.providers.client import Clocks, HeaderAuth, PlatformClient
+from warden.providers.pages import Page, read_configured_pages
+from warden.providers.times import believed, parse_time
 
 CAPABILITIES = frozenset(
     {Capability.STOP, Capability.START, Capability.EXTEND, Capability.ACTIVITY, Capability.SPEND}
 )
 API = "/api/v2"
-CLOCK_SKEW = timedelta(minutes=5)  # timestamps this far ahead of us are still believed
 
 # (build status, transition) -> neutral state; anything else is unknown and skipped.
 _STATES: Mapping[str, State] = {
@@ -60,51 +62,47 @@ class CoderAdapter:
     kind = "coder"
     capabilities = CAPABILITIES
 
-    def __init__(self, name: str, config: CoderProvider, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: CoderProvider,
+        http: aiohttp.ClientSession,
+        *,
+        clocks: Clocks | None = None,
+    ) -> None:
         self.name = name
         self._config = config
-        self._http = http
-        self._base = str(config.url).rstrip("/") + API
-        self._headers = {"Coder-Session-Token": config.token.get_secret_value()}
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
-        self._limiter = anyio.CapacityLimiter(config.concurrency)
+        self.client = PlatformClient.for_config(
+            name,
+            config,
+            http,
+            base_url=str(config.url).rstrip("/") + API,
+            auth=HeaderAuth({"Coder-Session-Token": config.token.get_secret_value()}),
+            clocks=clocks,
+        )
 
     def __repr__(self) -> str:
-        return f"CoderAdapter({self.name!r}, url={self._base!r})"
+        return f"CoderAdapter({self.name!r}, url={self.client.base_url!r})"
 
     async def observe(self, *, now: datetime, filter: ListFilter | None = None) -> Observation:
-        """Every workspace, all pages: the first page says how many, the rest go in parallel."""
+        """Every workspace the pages show; a later page that fails leaves the rest partial."""
         query = search_query(filter)
-        first = await self._page(query, offset=0)
-        count = _count_of(first, self.name)
-        raws: list[Any] = [*_workspaces_of(first, self.name)]
-        offsets = range(self._config.page_size, count, self._config.page_size)
-        pages: dict[int, Any] = {}
-        errors: list[ProviderError] = []
 
-        async def fetch(offset: int) -> None:
-            # Caught here: a task group would wrap it in an ExceptionGroup.
-            try:
-                pages[offset] = await self._page(query, offset=offset)
-            except ProviderError as e:
-                errors.append(e)
+        async def fetch(offset: int) -> Page:
+            return await self._page(query, offset=offset)
 
-        async with anyio.create_task_group() as tg:
-            for offset in offsets:
-                tg.start_soon(fetch, offset)
-        if errors:
-            raise errors[0]
-        for offset in offsets:
-            raws.extend(_workspaces_of(pages[offset], self.name))
-        workspaces, skipped = self._convert_all(raws, now)
-        return Observation(self.name, now, workspaces, skipped, requests=1 + len(offsets))
+        with self.client.counting() as tally:
+            listing = await read_configured_pages(fetch, self._config)
+        workspaces, skipped = self._convert_all(listing.items, now)
+        return listing.observation(self.name, now, workspaces, skipped, requests=tally.sent)
 
     async def refresh(self, native_id: str, *, now: datetime) -> Workspace:
-        raw = await self._request("GET", f"/workspaces/{native_id}", what=f"read {native_id}")
+        what = f"read {native_id}"
+        raw = await self.client.request("GET", f"/workspaces/{native_id}", what=what)
         try:
             return to_workspace(raw, provider=self.name, now=now)
         except (ValueError, KeyError, TypeError) as e:
-            raise BadAnswer(self.name, f"read {native_id}: {e}") from e
+            raise BadAnswer(self.name, f"{what}: {e}") from e
 
     async def stop(self, ws: Workspace) -> None:
         await self._build(ws, "stop")
@@ -114,7 +112,7 @@ class CoderAdapter:
 
     async def extend(self, ws: Workspace, until: datetime) -> None:
         body = {"deadline": until.isoformat().replace("+00:00", "Z")}
-        await self._request(
+        await self.client.request(
             "PUT", f"/workspaces/{ws.id.native}/extend", json=body, what=f"extend {ws.ref}"
         )
 
@@ -122,44 +120,25 @@ class CoderAdapter:
         """The HTTP session belongs to the daemon; nothing of our own to close."""
 
     async def _build(self, ws: Workspace, transition: str) -> None:
-        await self._request(
+        await self.client.request(
             "POST",
             f"/workspaces/{ws.id.native}/builds",
             json={"transition": transition},
             what=f"{transition} {ws.ref}",
         )
 
-    async def _page(self, query: str | None, *, offset: int) -> Any:
-        params: dict[str, str | int] = {"limit": self._config.page_size, "offset": offset}
+    async def _page(self, query: str | None, *, offset: int) -> Page:
+        limit = self._config.page_size
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if query:
             params["q"] = query
-        return await self._request("GET", "/workspaces", params=params, what=f"list @{offset}")
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        params: Mapping[str, str | int] | None = None,
-        json: Any = None,
-    ) -> Any:
-        async with self._limiter:
-            try:
-                async with self._http.request(
-                    method,
-                    self._base + path,
-                    params=params,
-                    json=json,
-                    headers=self._headers,
-                    timeout=self._timeout,
-                ) as resp:
-                    await raise_for_status(resp, self.name, what)
-                    if resp.status == 204:
-                        return None
-                    return await read_json(resp, self.name, what)
-            except TRANSPORT_ERRORS as e:
-                raise transport_error(self.name, what, e) from e
+        what = f"list @{offset}"
+        body = await self.client.request("GET", "/workspaces", params=params, what=what)
+        count, items = _count_of(body, self.name, what), _workspaces_of(body, self.name, what)
+        # A server that caps the page size answers a short first page while its count
+        # claims more: its pages are as long as that first one.
+        size = len(items) if offset == 0 and 0 < len(items) < min(limit, count) else limit
+        return Page(items, size=size, claimed=count)
 
     def _convert_all(self, raws: list[Any], now: datetime) -> tuple[list[Workspace], list[Skipped]]:
         """Snapshots for the raws we can trust; a reason for each one we cannot."""
@@ -194,17 +173,17 @@ def search_query(filter: ListFilter | None) -> str | None:
     return " ".join(terms) or None
 
 
-def _count_of(page: Any, provider: str) -> int:
+def _count_of(page: Any, provider: str, what: str) -> int:
     count = page.get("count") if isinstance(page, dict) else None
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise BadAnswer(provider, "list: `count` is missing or not a non-negative integer")
+        raise BadAnswer(provider, f"{what}: `count` is missing or not a non-negative integer")
     return count
 
 
-def _workspaces_of(page: Any, provider: str) -> list[Any]:
+def _workspaces_of(page: Any, provider: str, what: str) -> list[Any]:
     items = page.get("workspaces") if isinstance(page, dict) else None
     if not isinstance(items, list):
-        raise BadAnswer(provider, "list: `workspaces` is missing or not a list")
+        raise BadAnswer(provider, f"{what}: `workspaces` is missing or not a list")
     return items
 
 
@@ -215,9 +194,23 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
     build = raw["latest_build"]
     job = build.get("job") or {}
     state = _state_of(build)
-    last_used = _not_in_future(parse_time(raw.get("last_used_at")), "last_used_at", now)
-    started = _not_in_future(parse_time(build.get("created_at")), "latest_build.created_at", now)
+    unbelieved: dict[str, str] = {}
+    created = believed(
+        parse_time(raw.get("created_at")), "created_at", now=now, unbelieved=unbelieved
+    )
+    since_created = functools.partial(believed, now=now, created=created, unbelieved=unbelieved)
+    last_used = since_created(parse_time(raw.get("last_used_at")), "last_used_at")
+    started = since_created(parse_time(build.get("created_at")), "latest_build.created_at")
     cost = build.get("daily_cost")
+    facts: dict[str, Any] = {
+        "build_status": build.get("status"),
+        "transition": build.get("transition"),
+        "build_number": build.get("build_number"),
+        "dormant": raw.get("dormant_at") is not None,
+        "outdated": raw.get("outdated"),
+    }
+    if unbelieved:
+        facts["unbelieved"] = unbelieved
     return Workspace(
         id=WorkspaceId(provider, _text(raw, "id")),
         kind="coder",
@@ -233,13 +226,7 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
         max_deadline=parse_time(build.get("max_deadline")),
         cost_units_per_day=Decimal(cost) if isinstance(cost, int) else None,
         transitioning=job.get("status") in _IN_FLIGHT_JOBS,
-        facts={
-            "build_status": build.get("status"),
-            "transition": build.get("transition"),
-            "build_number": build.get("build_number"),
-            "dormant": raw.get("dormant_at") is not None,
-            "outdated": raw.get("outdated"),
-        },
+        facts=facts,
     )
 
 
@@ -260,9 +247,3 @@ def _text(raw: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"`{key}` is missing or empty")
     return value
-
-
-def _not_in_future(moment: datetime | None, field: str, now: datetime) -> datetime | None:
-    if moment is not None and moment > now + CLOCK_SKEW:
-        raise ValueError(f"`{field}` is in the future ({moment.isoformat()})")
-    return None if moment is None else min(moment, now)

@@ -23,11 +23,12 @@ anything that could count:
   comes from the platform's answer and need not be the manager's host.
 No other workspace endpoint is ever called (the tests assert it on the simulator).
 
-Reading the answer. Mage answers most errors with HTTP 200 and a body
-`{"error": {"code", "message", "type"}}`; `check_answer` runs on every answer and turns
-such a body into the matching Warden error (auth → Unauthorized, not found →
-WorkspaceGone, anything else → ProviderRejected). Real HTTP statuses (a proxy's 502,
-the middleware's 401) are mapped first by `providers.http.raise_for_status`.
+Reading the answer. Every call goes through the provider's `PlatformClient` (no
+redirects, bounded answers, Retry-After holds). Mage answers most errors with HTTP 200
+and a body `{"error": {"code", "message", "type"}}`; `check_answer` runs on every
+answer and turns such a body into the matching Warden error (auth → Unauthorized, not
+found → WorkspaceGone, anything else → ProviderRejected). Real HTTP statuses (a
+proxy's 502, the middleware's 401) are mapped first, by the client.
 
 Activity mapping, where the platform is thin:
 - `last_active_at` is the newer of the last user request and the last scheduler
@@ -36,6 +37,9 @@ Activity mapping, where the platform is thin:
   can lose it) makes activity unknown, never "idle since the scheduler's last run".
 - Running pipeline runs make the workspace `busy`: never idle, whatever the clocks say.
 - Timestamps without a zone are read as UTC, Mage's convention for naive datetimes.
+  A clock that cannot be true (`providers.times`: before 2000, in the future) makes
+  activity unknown, with the reason in `facts["unbelieved"]`: a scheduler clock
+  dropped would make a workspace look idler than it is.
 - A running workspace with no address (no ingress `url`, no `instance.ip` with a
   port) has unknown activity. One whose status endpoint fails or answers badly is
   skipped with the reason: fail safe, nothing is decided on a guess.
@@ -55,10 +59,11 @@ Mage's public open-source client id, which is the same on every install.
 from __future__ import annotations
 
 import copy
+import functools
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -76,13 +81,8 @@ from warden.errors import (
 from warden.model import State, Workspace, WorkspaceId
 from warden.policy.models import MageProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
-from warden.providers.http import (
-    TRANSPORT_ERRORS,
-    parse_time,
-    raise_for_status,
-    read_json,
-    transport_error,
-)
+from warden.providers.client import NO_CREDENTIALS, Clocks, HeaderAuth, PlatformClient
+from warden.providers.times import believed, read_time
 
 CAPABILITIES = frozenset(
     {Capability.STOP, Capability.START, Capability.ACTIVITY, Capability.SET_LIFECYCLE}
@@ -92,7 +92,6 @@ WORKSPACES = "/api/workspaces"
 STATUS_PATH = "/api/statuses"
 STATUS_QUERY: Mapping[str, str] = {"_format": "with_activity_details"}
 OSS_CLIENT_ID = "zkWlN0PkIKSN0C11CfUHUj84OT5XOJ6tDZ6bDRO2"  # public: the same on every install
-CLOCK_SKEW = timedelta(minutes=5)  # timestamps this far ahead of us are still believed
 
 ACTION_STOP = "stop"
 ACTION_RESUME = "resume"
@@ -149,28 +148,9 @@ def check_answer(body: Any, provider: str, what: str) -> Any:
     raise ProviderRejected(provider, message, status=status)
 
 
-async def request_json(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    provider: str,
-    what: str,
-    headers: Mapping[str, str],
-    client_timeout: aiohttp.ClientTimeout,
-    params: Mapping[str, str] | None = None,
-    json: Any = None,
-) -> Any:
-    """One Mage request: HTTP status, then JSON, then the `error` body, each mapped once."""
-    try:
-        async with http.request(
-            method, url, params=params, json=json, headers=headers, timeout=client_timeout
-        ) as resp:
-            await raise_for_status(resp, provider, what)
-            body = await read_json(resp, provider, what)
-    except TRANSPORT_ERRORS as e:
-        raise transport_error(provider, what, e) from e
-    return check_answer(body, provider, what)
+def checked(provider: str, what: str) -> Callable[[Any], Any]:
+    """`check_answer` for one call, as the client's `check`."""
+    return functools.partial(check_answer, provider=provider, what=what)
 
 
 def base_url(url: str, api_suffix: str) -> str:
@@ -190,11 +170,12 @@ class Activity:
     last_scheduler_activity: datetime | None
     running_pipelines: int | None
     scheduler_status: str | None
+    unbelieved: Mapping[str, str] = field(default_factory=dict)  # clock -> why not believed
 
     @property
     def last_active_at(self) -> datetime | None:
-        """The newer of both clocks; unknown when the user clock is."""
-        if self.last_user_request is None:
+        """The newer of both clocks; unknown when the user clock is, or either is unbelieved."""
+        if self.last_user_request is None or self.unbelieved:
             return None
         if self.last_scheduler_activity is None:
             return self.last_user_request
@@ -217,11 +198,25 @@ def parse_activity(body: Any, *, now: datetime) -> Activity:
     ):
         raise ValueError(f"`active_pipeline_run_count` is not a count: {running!r}")
     scheduler = status.get("scheduler_status")
+    unbelieved: dict[str, str] = {}
+    user = believed(
+        _mage_time(status, "last_user_request"),
+        "last_user_request",
+        now=now,
+        unbelieved=unbelieved,
+    )
+    scheduled = believed(
+        _mage_time(status, "last_scheduler_activity"),
+        "last_scheduler_activity",
+        now=now,
+        unbelieved=unbelieved,
+    )
     return Activity(
-        last_user_request=_mage_time(status, "last_user_request", now),
-        last_scheduler_activity=_mage_time(status, "last_scheduler_activity", now),
+        last_user_request=user,
+        last_scheduler_activity=scheduled,
         running_pipelines=running,
         scheduler_status=scheduler if isinstance(scheduler, str) else None,
+        unbelieved=unbelieved,
     )
 
 
@@ -239,17 +234,11 @@ def status_url(raw: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _mage_time(raw: Mapping[str, Any], key: str, now: datetime) -> datetime | None:
+def _mage_time(raw: Mapping[str, Any], key: str) -> datetime | None:
     value = raw.get(key)
     if isinstance(value, str) and value and _is_naive(value):
         value += "+00:00"  # Mage writes naive datetimes in UTC
-    try:
-        moment = parse_time(value)
-    except ValueError as e:
-        raise ValueError(f"`{key}` is not a timestamp: {e}") from e
-    if moment is not None and moment > now + CLOCK_SKEW:
-        raise ValueError(f"`{key}` is in the future ({moment.isoformat()})")
-    return None if moment is None else min(moment, now)
+    return read_time(value, key)
 
 
 def _is_naive(text: str) -> bool:
@@ -344,6 +333,8 @@ def _facts(
             "active_pipeline_runs": activity.running_pipelines,
             "scheduler_status": activity.scheduler_status,
         }
+        if activity.unbelieved:
+            facts["unbelieved"] = dict(activity.unbelieved)
     return facts
 
 
@@ -386,34 +377,45 @@ class MageAdapter:
     kind = KIND
     capabilities = CAPABILITIES
 
-    def __init__(self, name: str, config: MageProvider, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: MageProvider,
+        http: aiohttp.ClientSession,
+        *,
+        clocks: Clocks | None = None,
+    ) -> None:
         self.name = name
         self._config = config
-        self._http = http
-        self._base = base_url(str(config.url), "/api")
-        self._headers = auth_headers(config)
+        self.client = PlatformClient.for_config(
+            name,
+            config,
+            http,
+            base_url=base_url(str(config.url), "/api"),
+            auth=HeaderAuth(auth_headers(config)),
+            clocks=clocks,
+        )
         # Needed when the manager runs with MAGE_IS_MANAGE_INSTANCE=1 rather than as a
         # main project; read defensively until the config model has the field.
         cluster_type = getattr(config, "cluster_type", None)
         self._params: dict[str, str] = {"cluster_type": cluster_type} if cluster_type else {}
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
-        self._limiter = anyio.CapacityLimiter(config.concurrency)
 
     def __repr__(self) -> str:
-        return f"MageAdapter({self.name!r}, url={self._base!r})"
+        return f"MageAdapter({self.name!r}, url={self.client.base_url!r})"
 
     async def observe(self, *, now: datetime, filter: ListFilter | None = None) -> Observation:
         """Every workspace, with the activity of the running ones read in parallel.
 
         Mage has no server-side filters for owners or templates: `filter` is ignored.
         """
-        body = await self._manager("GET", WORKSPACES, what="list workspaces")
-        raws = body.get("workspaces") if isinstance(body, dict) else None
-        if not isinstance(raws, list):
-            raise BadAnswer(self.name, "list workspaces: `workspaces` is missing or not a list")
-        listed, skipped = _parse_listing(raws)
-        readable = [item for item in listed if _reads_activity(item)]
-        activities = await self._read_activities(readable, now)
+        with self.client.counting() as tally:
+            body = await self._manager("GET", WORKSPACES, what="list workspaces")
+            raws = body.get("workspaces") if isinstance(body, dict) else None
+            if not isinstance(raws, list):
+                raise BadAnswer(self.name, "list workspaces: `workspaces` is missing or not a list")
+            listed, skipped = _parse_listing(raws)
+            readable = [item for item in listed if _reads_activity(item)]
+            activities = await self._read_activities(readable, now)
         workspaces: list[Workspace] = []
         for item in listed:
             outcome = activities.get(item.name)
@@ -424,7 +426,7 @@ class MageAdapter:
                 workspaces.append(self._snapshot(item, outcome, now))
             except (ValueError, KeyError, TypeError) as e:
                 skipped.append(Skipped(item.name, str(e)))
-        return Observation(self.name, now, workspaces, skipped, requests=1 + len(readable))
+        return Observation(self.name, now, workspaces, skipped, requests=tally.sent)
 
     async def refresh(self, native_id: str, *, now: datetime) -> Workspace:
         what = f"read {native_id}"
@@ -476,34 +478,27 @@ class MageAdapter:
             raise BadAnswer(self.name, f"{what}: the answer has no `workspace` object")
 
     async def _manager(self, method: str, path: str, *, what: str, json: Any = None) -> Any:
-        async with self._limiter:
-            return await request_json(
-                self._http,
-                method,
-                self._base + path,
-                provider=self.name,
-                what=what,
-                headers=self._headers,
-                client_timeout=self._timeout,
-                params=self._params,
-                json=json,
-            )
+        return await self.client.request(
+            method,
+            path,
+            what=what,
+            params=self._params,
+            json=json,
+            check=checked(self.name, what),
+        )
 
     async def _activity(self, item: _Listed, now: datetime) -> Activity:
         """The workspace's status, sent without credentials (the route needs none)."""
         assert item.status_url is not None
         what = f"read activity of {item.name}"
-        async with self._limiter:
-            body = await request_json(
-                self._http,
-                "GET",
-                item.status_url,
-                provider=self.name,
-                what=what,
-                headers={},
-                client_timeout=self._timeout,
-                params=STATUS_QUERY,
-            )
+        body = await self.client.request(
+            "GET",
+            item.status_url,
+            what=what,
+            params=STATUS_QUERY,
+            auth=NO_CREDENTIALS,
+            check=checked(self.name, what),
+        )
         try:
             return parse_activity(body, now=now)
         except ValueError as e:

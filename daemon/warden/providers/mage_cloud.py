@@ -7,7 +7,7 @@ identified by its cluster id. Calls, all under `<url>/api/v1`:
   header gives a session token. It is sent back as the cookie `oauth_token=<token>`
   (with the API key) on every later call, and reused until the API refuses it: on a
   401 we log in again, once, and retry that one request once. Concurrent callers
-  share one login.
+  share one login (`client.SessionAuth`).
 - `GET /teams/{team}/clusters/{cluster}` reads a cluster: `status` and a `config`
   whose `replicaCount` says how many replicas run.
 - `PUT` on the same path with `{"cluster": {"config": ..., "status": ...}}` writes it
@@ -33,13 +33,15 @@ Where the seed is silent:
 - The Cloud API reports no activity: these workspaces have no `last_active_at`, so
   idle policies never stop them; lifetime and schedule policies can.
 
-Secrets (API key, password, token) travel only in headers and the login body.
+Secrets (API key, password, token) travel only in headers and the login body, through
+the provider's `PlatformClient`: redirects are never followed, so neither the password
+nor the token ever reaches another origin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
@@ -50,8 +52,9 @@ from warden.errors import BadAnswer, ProviderError, ProviderRejected, Unauthoriz
 from warden.model import State, Workspace, WorkspaceId
 from warden.policy.models import MageCloudProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
-from warden.providers.http import parse_time
-from warden.providers.mage import base_url, request_json
+from warden.providers.client import Clocks, HeaderAuth, PlatformClient, SessionAuth
+from warden.providers.mage import base_url, checked
+from warden.providers.times import plausible, read_time
 
 CAPABILITIES = frozenset({Capability.STOP, Capability.START})
 KIND = "mage-cloud"
@@ -59,7 +62,7 @@ API = "/api/v1"
 ACTIVE = "Active"
 STOPPED = "Stopped"
 DEFAULT_REPLICAS = 1
-CLOCK_SKEW = timedelta(minutes=5)
+SESSION_COOKIE = "oauth_token"
 
 # How an action changes a cluster: its config in, the new config and status out.
 Change = Callable[[dict[str, Any]], tuple[dict[str, Any], str]]
@@ -71,26 +74,42 @@ class MageCloudAdapter:
     kind = KIND
     capabilities = CAPABILITIES
 
-    def __init__(self, name: str, config: MageCloudProvider, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: MageCloudProvider,
+        http: aiohttp.ClientSession,
+        *,
+        clocks: Clocks | None = None,
+    ) -> None:
         self.name = name
         self._config = config
-        self._http = http
-        self._api = base_url(str(config.url), API) + API
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
-        self._limiter = anyio.CapacityLimiter(config.concurrency)
-        self._login_lock = anyio.Lock()
-        self._token: str | None = None
+        self._key = HeaderAuth({"X-API-KEY": config.api_key.get_secret_value()})
+        self._session = SessionAuth(
+            base=self._key,
+            cookie=SESSION_COOKIE,
+            login=self._log_in,
+            secrets=(config.password.get_secret_value(),),
+        )
+        self.client = PlatformClient.for_config(
+            name,
+            config,
+            http,
+            base_url=base_url(str(config.url), API) + API,
+            auth=self._session,
+            clocks=clocks,
+        )
         self._replicas: dict[str, int] = {}  # cluster id -> replicaCount a stop replaced
-        self._sent = 0  # HTTP requests sent, logins and retries included
 
     def __repr__(self) -> str:
-        return f"MageCloudAdapter({self.name!r}, url={self._api!r}, team={self._config.team!r})"
+        url = self.client.base_url
+        return f"MageCloudAdapter({self.name!r}, url={url!r}, team={self._config.team!r})"
 
     async def observe(self, *, now: datetime, filter: ListFilter | None = None) -> Observation:
         """Every configured cluster, read in parallel. The Cloud API has no filters."""
-        sent_before = self._sent
         clusters = list(dict.fromkeys(self._config.clusters))  # a cluster named twice: once
-        answers = await self._read_all(clusters)
+        with self.client.counting() as tally:
+            answers = await self._read_all(clusters)
         workspaces: list[Workspace] = []
         skipped: list[Skipped] = []
         for cluster_id in clusters:
@@ -102,8 +121,7 @@ class MageCloudAdapter:
                 workspaces.append(self._snapshot(cluster_id, answer, now))
             except (ValueError, KeyError, TypeError) as e:
                 skipped.append(Skipped(cluster_id, str(e)))
-        requests = self._sent - sent_before
-        return Observation(self.name, now, workspaces, skipped, requests=requests)
+        return Observation(self.name, now, workspaces, skipped, requests=tally.sent)
 
     async def refresh(self, native_id: str, *, now: datetime) -> Workspace:
         answer = await self._read(native_id)
@@ -158,7 +176,7 @@ class MageCloudAdapter:
             raise BadAnswer(self.name, f"{what}: the cluster has no `config` object")
         new_config, status = change(config)
         body = {"cluster": {"config": new_config, "status": status}}
-        answer = await self._call("PUT", self._cluster_path(cluster_id), what=what, json=body)
+        answer = await self._call("PUT", self._cluster_path(cluster_id), what=what, body=body)
         if not isinstance(answer, dict) or not isinstance(answer.get("cluster"), dict):
             raise BadAnswer(self.name, f"{what}: the answer has no `cluster` object")
 
@@ -173,7 +191,7 @@ class MageCloudAdapter:
     async def _read_all(self, clusters: list[str]) -> dict[str, dict[str, Any] | ProviderError]:
         """Each cluster, or the per-cluster error; an API-wide failure is raised."""
         results: dict[str, dict[str, Any] | ProviderError] = {}
-        await self._session_token()  # a failed login fails the listing, not one cluster
+        await self._session.token()  # a failed login fails the listing, not one cluster
 
         async def read(cluster_id: str) -> None:
             try:
@@ -208,65 +226,39 @@ class MageCloudAdapter:
 
     # ------------------------------------------------------------ session
 
-    async def _call(self, method: str, path: str, *, what: str, json: Any = None) -> Any:
-        """An authenticated call: log in if needed; on a 401, log in again and retry once."""
-        token = await self._session_token()
-        try:
-            return await self._send(method, path, what=what, token=token, json=json)
-        except Unauthorized as e:
-            if e.status != 401:
-                raise  # a 403 is a missing permission, which a new session will not grant
-        token = await self._login(replacing=token)
-        return await self._send(method, path, what=what, token=token, json=json)
+    async def _call(self, method: str, path: str, *, what: str, body: Any = None) -> Any:
+        """An authenticated call (the client logs in, and again once on a 401)."""
+        return await self.client.request(
+            method, path, what=what, json=body, check=checked(self.name, what)
+        )
 
-    async def _session_token(self) -> str:
-        if self._token is not None:
-            return self._token
-        return await self._login(replacing=None)
-
-    async def _login(self, *, replacing: str | None) -> str:
-        """A fresh token, unless another caller already replaced the one that failed."""
-        async with self._login_lock:
-            if self._token is not None and self._token != replacing:
-                return self._token
-            self._token = None
-            body = {
-                "session": {
-                    "email": self._config.email,
-                    "password": self._config.password.get_secret_value(),
-                }
+    async def _log_in(self) -> str:
+        """A new session token, sent for with the API key only."""
+        what = "log in"
+        body = {
+            "session": {
+                "email": self._config.email,
+                "password": self._config.password.get_secret_value(),
             }
-            try:
-                answer = await self._send("POST", "/sessions", what="log in", json=body)
-            except ProviderRejected as e:
-                # A refused login is a credentials problem, whatever Mage called it.
-                status = e.status if e.status in (401, 403) else 401
-                raise Unauthorized(self.name, str(e).partition(": ")[2], status=status) from e
-            session = answer.get("session") if isinstance(answer, dict) else None
-            token = session.get("token") if isinstance(session, dict) else None
-            if not isinstance(token, str) or not token:
-                raise BadAnswer(self.name, "log in: the answer has no `session.token`")
-            self._token = token
-            return token
-
-    async def _send(
-        self, method: str, path: str, *, what: str, token: str | None = None, json: Any = None
-    ) -> Any:
-        headers = {"X-API-KEY": self._config.api_key.get_secret_value()}
-        if token is not None:
-            headers["Cookie"] = f"oauth_token={token}"
-        async with self._limiter:
-            self._sent += 1
-            return await request_json(
-                self._http,
-                method,
-                self._api + path,
-                provider=self.name,
+        }
+        try:
+            answer = await self.client.request(
+                "POST",
+                "/sessions",
                 what=what,
-                headers=headers,
-                client_timeout=self._timeout,
-                json=json,
+                json=body,
+                auth=self._key,
+                check=checked(self.name, what),
             )
+        except ProviderRejected as e:
+            # A refused login is a credentials problem, whatever Mage called it.
+            status = e.status if e.status in (401, 403) else 401
+            raise Unauthorized(self.name, str(e).partition(": ")[2], status=status) from e
+        session = answer.get("session") if isinstance(answer, dict) else None
+        token = session.get("token") if isinstance(session, dict) else None
+        if not isinstance(token, str) or not token:
+            raise BadAnswer(self.name, "log in: the answer has no `session.token`")
+        return token
 
 
 # ---------------------------------------------------------------- clusters as workspaces
@@ -294,7 +286,7 @@ def to_workspace(
     status = cluster.get("status")
     state = cluster_state(status, replicas)
     for key in ("created_at", "updated_at"):  # not in the seed; checked when present
-        _not_in_future(cluster.get(key), key, now)
+        plausible(read_time(cluster.get(key), key), key, now=now)
     name = cluster.get("name")
     return Workspace(
         id=WorkspaceId(provider, cluster_id),
@@ -324,12 +316,3 @@ def cluster_state(status: Any, replicas: int) -> State:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _not_in_future(value: Any, key: str, now: datetime) -> None:
-    try:
-        moment = parse_time(value)
-    except ValueError as e:
-        raise ValueError(f"`{key}` is not a timestamp: {e}") from e
-    if moment is not None and moment > now + CLOCK_SKEW:
-        raise ValueError(f"`{key}` is in the future ({moment.isoformat()})")

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import aiohttp
 
 from warden.providers import agentrun, coder, mage, mage_cloud, strongly
 from warden.providers.base import Capability, Provider
+from warden.providers.client import Clocks
 
-Factory = Callable[[str, Any, aiohttp.ClientSession], Provider]
+
+class Factory(Protocol):
+    """An adapter class: (name, config, the daemon's HTTP session), and the clocks its
+    platform client reads (the real ones unless given)."""
+
+    def __call__(
+        self, name: str, config: Any, http: aiohttp.ClientSession, *, clocks: Clocks | None = None
+    ) -> Provider: ...
+
 
 FACTORIES: Mapping[str, Factory] = {
     "coder": coder.CoderAdapter,
@@ -33,10 +42,16 @@ def capability_names() -> dict[str, frozenset[str]]:
     return {kind: frozenset(str(c) for c in caps) for kind, caps in CAPABILITIES.items()}
 
 
-def build_provider(name: str, config: Any, http: aiohttp.ClientSession) -> Provider:
-    """The adapter for one configured provider instance."""
+def build_provider(
+    name: str, config: Any, http: aiohttp.ClientSession, *, clocks: Clocks | None = None
+) -> Provider:
+    """The adapter for one configured provider instance.
+
+    `clocks` time its Retry-After holds; a daemon with an injected clock passes
+    `Clocks.following(clock)` so that a hold ends when that clock passes it.
+    """
     try:
         factory = FACTORIES[config.type]
     except KeyError:
         raise ValueError(f"provider {name!r}: type {config.type!r} is not supported yet") from None
-    return factory(name, config, http)
+    return factory(name, config, http, clocks=clocks)

@@ -2,12 +2,14 @@
 
 Follows the Strongly workspaces API (seed `001`, `/api/v1/workspaces`). Calls:
 
-- `GET /workspaces?limit=&offset=&sort=createdAt:asc` lists every page. The first
-  page says how many there are (`count`); the others are read in parallel, bounded by
-  `config.concurrency`. Pages step by the `limit` the server answered, not the one we
-  asked for, so that a server that caps the page size loses no workspace. Oldest first,
-  so that a workspace created during the poll lands on the last page instead of
-  shifting the others. A failed page fails the whole listing: never a partial fleet.
+- `GET /workspaces?limit=&offset=&sort=createdAt:asc` lists every page, read as
+  claims (`providers.pages`): waves of at most `config.concurrency` pages until an
+  empty or short page; `count` is only the platform's claim. Pages step by the `limit`
+  the server answered, not the one we asked for, so that a server that caps the page
+  size loses no workspace. Oldest first, so that a workspace created during the poll
+  lands on the last page instead of shifting the others. A failed first page fails the
+  listing; a failed later page leaves it partial (`Observation.complete` False), and a
+  partial listing forgets no cached details.
 - The listing omits `resources`. For a RUNNING workspace the adapter reads the full
   object (`GET /workspaces/{id}`) once and caches what it says (resources, owner) per
   workspace id: Strongly changes resources only while a workspace is stopped, so the
@@ -33,9 +35,12 @@ is STOPPING, `Failed` FAILED, `Unknown` UNKNOWN. Any other phase, like any other
 status, skips the workspace with the reason.
 
 Times. `started_at` is when the current pod was scheduled (the `PodScheduled`
-condition's `lastTransitionTime`, else `Ready`'s): compute is held from then on. The
-seed has no activity field, so `last_active_at` is None: idle is judged from
-utilisation. A timestamp more than `CLOCK_SKEW` ahead of `now` skips the workspace.
+condition's `lastTransitionTime`, else `Ready`'s): compute is held from then on. A
+condition time that cannot be true (`providers.times`: before 2000, before the
+workspace's `createdAt`, in the future) is not believed: that condition gives no start
+time, and the reason is in `facts["unbelieved"]`. The seed has no activity field, so
+`last_active_at` is None: idle is judged from utilisation. A `createdAt` or
+`updatedAt` that cannot be true skips the workspace.
 
 Utilisation, in percent under the keys "cpu", "memory", "gpu", "disk" (None when
 unknown). The seed's metrics are strings in mixed units (`"cpuUsage": "2.4"`,
@@ -57,8 +62,8 @@ Mapping: `owner` is `ownerId` (the listing has nothing else; the owner's name an
 email go to facts when known), `project` is `projectId`, `template` is
 `environmentType`. The seed has no labels or tags, so `labels` is empty.
 
-Auth and scopes. The key travels only in the `X-API-Key` header; redirects are not
-followed. A 401 is `Unauthorized`. A 403 is a missing scope: `Unauthorized(missing=...)`
+Auth and scopes. The key travels only in the `X-API-Key` header, through the
+provider's `PlatformClient`: redirects are never followed. A 401 is `Unauthorized`. A 403 is a missing scope: `Unauthorized(missing=...)`
 names the scope the platform's error names (the seed gives no error shape, so any
 `area:verb` scope in the body is taken), else the one the call needs
 (`workspaces:read` to read, `workspaces:write` to act). Nothing here retries; the retry
@@ -72,7 +77,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
 from urllib.parse import quote
@@ -87,18 +92,13 @@ from warden.errors import (
     SyncFailed,
     Unauthorized,
     WorkspaceGone,
-    excerpt,
 )
 from warden.model import State, Workspace, WorkspaceId
 from warden.policy.models import StronglyProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
-from warden.providers.http import (
-    TRANSPORT_ERRORS,
-    parse_time,
-    raise_for_status,
-    read_json,
-    transport_error,
-)
+from warden.providers.client import Clocks, HeaderAuth, PlatformClient, Refusal
+from warden.providers.pages import Listing, Page, read_configured_pages
+from warden.providers.times import believed, plausible, read_time
 
 CAPABILITIES = frozenset(
     {
@@ -112,9 +112,7 @@ CAPABILITIES = frozenset(
 API = "/api/v1"
 READ = "workspaces:read"
 WRITE = "workspaces:write"
-CLOCK_SKEW = timedelta(minutes=5)  # timestamps this far ahead of us are still believed
 SORT = "createdAt:asc"  # new workspaces land on the last page instead of shifting others
-MAX_PAGES = 10_000  # a `count` beyond this is a broken answer, not a fleet
 PUSHED_FILTERS = ("search", "status", "projectId")  # ListFilter.extra keys the API takes
 UTILISATION_KEYS = ("cpu", "memory", "gpu", "disk")
 
@@ -196,6 +194,7 @@ class Runtime:
     ready: bool
     message: str | None
     transitions: Mapping[str, datetime]  # condition type -> when it last became True
+    unbelieved: Mapping[str, str] = field(default_factory=dict)  # condition type -> why
 
     @property
     def state(self) -> tuple[State, bool]:
@@ -207,7 +206,10 @@ class Runtime:
 
     @property
     def started_at(self) -> datetime | None:
-        """When the current pod was scheduled (compute is held from then on)."""
+        """When the current pod was scheduled (compute is held from then on); unknown when
+        the platform gave a time for that which cannot be true."""
+        if "PodScheduled" in self.unbelieved:
+            return None
         return self.transitions.get("PodScheduled") or self.transitions.get("Ready")
 
 
@@ -227,6 +229,7 @@ def parse_summary(raw: Any, *, now: datetime) -> Summary:
     status = raw.get("status")
     if not isinstance(status, str) or status not in _LIST_STATES:
         raise ValueError(f"unknown status {status!r}")
+    created = plausible(read_time(raw.get("createdAt"), "createdAt"), "createdAt", now=now)
     return Summary(
         id=_text(raw, "id"),
         name=_text(raw, "name"),
@@ -237,8 +240,10 @@ def parse_summary(raw: Any, *, now: datetime) -> Summary:
         image=_optional_text(raw, "image"),
         url=_optional_text(raw, "url"),
         organization_id=_optional_text(raw, "organizationId"),
-        created_at=_moment(raw.get("createdAt"), "createdAt", now),
-        updated_at=_moment(raw.get("updatedAt"), "updatedAt", now),
+        created_at=created,
+        updated_at=plausible(
+            read_time(raw.get("updatedAt"), "updatedAt"), "updatedAt", now=now, created=created
+        ),
     )
 
 
@@ -285,8 +290,12 @@ def parse_resources(raw: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
     return resources, tuple(unreadable)
 
 
-def parse_runtime(raw: Any, *, now: datetime) -> Runtime:
-    """`GET .../status`; ValueError/TypeError says what cannot be trusted."""
+def parse_runtime(raw: Any, *, now: datetime, created: datetime | None = None) -> Runtime:
+    """`GET .../status`; ValueError/TypeError says what cannot be trusted.
+
+    A condition time that cannot be true (before `created`, say) is left out, and why
+    is kept in `unbelieved`.
+    """
     if not isinstance(raw, dict):
         raise TypeError("the runtime status is not an object")
     phase = raw.get("phase")
@@ -299,18 +308,27 @@ def parse_runtime(raw: Any, *, now: datetime) -> Runtime:
     if not isinstance(conditions, list):
         raise ValueError("`conditions` is not a list")
     transitions: dict[str, datetime] = {}
+    unbelieved: dict[str, str] = {}
     for condition in conditions:
         if not isinstance(condition, dict) or not isinstance(condition.get("type"), str):
             raise ValueError(f"a condition is not an object with a type: {condition!r}")
-        moment = _moment(condition.get("lastTransitionTime"), condition["type"], now)
+        key = condition["type"]
+        moment = believed(
+            read_time(condition.get("lastTransitionTime"), key),
+            key,
+            now=now,
+            created=created,
+            unbelieved=unbelieved,
+        )
         if condition.get("status") == "True" and moment is not None:
-            transitions[condition["type"]] = moment
+            transitions[key] = moment
     message = raw.get("message")
     return Runtime(
         phase=phase,
         ready=ready,
         message=message if isinstance(message, str) else None,
         transitions=transitions,
+        unbelieved=unbelieved,
     )
 
 
@@ -446,6 +464,8 @@ def _facts(
     }
     if runtime is not None:
         facts |= {"phase": runtime.phase, "ready": runtime.ready, "message": runtime.message}
+        if runtime.unbelieved:
+            facts["unbelieved"] = dict(runtime.unbelieved)
     if details is not None:
         facts |= {"owner_name": details.owner_name, "owner_email": details.owner_email}
         if details.unreadable:
@@ -475,75 +495,54 @@ def pushed_query(filter: ListFilter | None) -> dict[str, str]:
 # ---------------------------------------------------------------- the adapter
 
 
-@dataclass
-class _Tally:
-    """HTTP requests sent during one poll (failed ones too)."""
-
-    sent: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Page:
-    count: int
-    limit: int
-    items: list[Any]
-
-
 class StronglyAdapter:
     """One Strongly.ai instance, as named in the policy file."""
 
     kind = "strongly"
     capabilities = CAPABILITIES
 
-    def __init__(self, name: str, config: StronglyProvider, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: StronglyProvider,
+        http: aiohttp.ClientSession,
+        *,
+        clocks: Clocks | None = None,
+    ) -> None:
         self.name = name
         self._config = config
-        self._http = http
-        self._base = str(config.url).rstrip("/") + API
-        self._headers = {
-            "X-API-Key": config.api_key.get_secret_value(),
-            "Accept": "application/json",
-        }
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
-        self._limiter = anyio.CapacityLimiter(config.concurrency)
+        self.client = PlatformClient.for_config(
+            name,
+            config,
+            http,
+            base_url=str(config.url).rstrip("/") + API,
+            auth=HeaderAuth({"X-API-Key": config.api_key.get_secret_value()}),
+            headers={"Accept": "application/json"},
+            clocks=clocks,
+        )
         self._details: dict[str, Details] = {}  # by native id, for running workspaces only
 
     def __repr__(self) -> str:
-        return f"StronglyAdapter({self.name!r}, url={self._base!r})"
+        return f"StronglyAdapter({self.name!r}, url={self.client.base_url!r})"
 
     # ------------------------------------------------------------ the Provider protocol
 
     async def observe(self, *, now: datetime, filter: ListFilter | None = None) -> Observation:
-        """Every workspace, all pages; runtime, details and metrics for running ones."""
-        tally = _Tally()
+        """Every workspace the pages show; runtime, details and metrics for running ones."""
         query = pushed_query(filter)
-        raws = await self._list_all(query, tally)
-        summaries, skipped = self._parse_listing(raws, now)
-        if not query:  # a complete listing: forget what no longer exists
-            listed = {summary.id for summary in summaries}
-            self._details = {k: v for k, v in self._details.items() if k in listed}
-        workspaces: list[Workspace] = []
-
-        async def snapshot(summary: Summary) -> None:
-            # Caught here: a task group would wrap it in an ExceptionGroup.
-            try:
-                workspaces.append(await self._snapshot(summary, now, tally))
-            except ProviderError as e:
-                skipped.append(Skipped(summary.id, f"could not read it: {e}"))
-            except (ValueError, TypeError) as e:
-                skipped.append(Skipped(summary.id, f"described badly: {e}"))
-
-        async with anyio.create_task_group() as tg:
-            for summary in summaries:
-                tg.start_soon(snapshot, summary)
-        workspaces.sort(key=lambda ws: ws.id)
-        return Observation(self.name, now, workspaces, skipped, requests=tally.sent)
+        with self.client.counting() as tally:
+            listing = await self._list_all(query)
+            summaries, skipped = self._parse_listing(listing.items, now)
+            if not query and listing.complete:  # every page read: forget what no longer exists
+                listed = {summary.id for summary in summaries}
+                self._details = {k: v for k, v in self._details.items() if k in listed}
+            workspaces = await self._snapshots(summaries, now, skipped)
+        return listing.observation(self.name, now, workspaces, skipped, requests=tally.sent)
 
     async def refresh(self, native_id: str, *, now: datetime) -> Workspace:
         """Read the workspace again (the full object, then runtime and metrics if running)."""
-        tally = _Tally()
         what = f"read {native_id}"
-        raw = await self._request("GET", _path(native_id), what=what, scope=READ, tally=tally)
+        raw = await self._request("GET", _path(native_id), what=what, scope=READ)
         try:
             summary = parse_summary(raw, now=now)
             if summary.id != native_id:
@@ -553,7 +552,7 @@ class StronglyAdapter:
                 return to_workspace(summary, provider=self.name, now=now)
             details = parse_details(raw, updated_at=summary.updated_at)
             self._details[summary.id] = details
-            return await self._running(summary, details, now, tally)
+            return await self._running(summary, details, now)
         except (ValueError, TypeError) as e:
             raise BadAnswer(self.name, f"{what}: {e}") from e
 
@@ -586,40 +585,23 @@ class StronglyAdapter:
 
     # ------------------------------------------------------------ reading
 
-    async def _list_all(self, query: Mapping[str, str], tally: _Tally) -> list[Any]:
-        first = await self._page(query, 0, tally)
-        offsets = range(first.limit, first.count, first.limit)
-        if len(offsets) > MAX_PAGES:
-            raise BadAnswer(self.name, f"list: `count` {first.count} is not believable")
-        pages: dict[int, _Page] = {}
-        errors: list[ProviderError] = []
+    async def _list_all(self, query: Mapping[str, str]) -> Listing:
+        async def fetch(offset: int) -> Page:
+            return await self._page(query, offset)
 
-        async def fetch(offset: int) -> None:
-            try:
-                pages[offset] = await self._page(query, offset, tally)
-            except ProviderError as e:
-                errors.append(e)
+        return await read_configured_pages(fetch, self._config)
 
-        async with anyio.create_task_group() as tg:
-            for offset in offsets:
-                tg.start_soon(fetch, offset)
-        if errors:
-            raise errors[0]
-        return [item for page in (first, *(pages[o] for o in offsets)) for item in page.items]
-
-    async def _page(self, query: Mapping[str, str], offset: int, tally: _Tally) -> _Page:
+    async def _page(self, query: Mapping[str, str], offset: int) -> Page:
         what = f"list workspaces @{offset}"
         params = {**query, "limit": str(self._config.page_size), "offset": str(offset)}
         params["sort"] = SORT
         try:
-            body = await self._request(
-                "GET", "/workspaces", what=what, scope=READ, tally=tally, params=params
-            )
+            body = await self._request("GET", "/workspaces", what=what, scope=READ, params=params)
         except WorkspaceGone as e:  # the list itself is not there: a wrong URL, not a workspace
             raise ProviderRejected(self.name, f"{what}: {e}", status=e.status) from e
         return self._page_of(body, offset, what)
 
-    def _page_of(self, body: Any, offset: int, what: str) -> _Page:
+    def _page_of(self, body: Any, offset: int, what: str) -> Page:
         if not isinstance(body, dict):
             raise BadAnswer(self.name, f"{what}: the answer is not an object")
         count, limit, answered = body.get("count"), body.get("limit"), body.get("offset")
@@ -630,7 +612,7 @@ class StronglyAdapter:
             raise BadAnswer(self.name, f"{what}: the answer is for offset {answered!r}")
         if not isinstance(items, list):
             raise BadAnswer(self.name, f"{what}: `workspaces` is missing or not a list")
-        return _Page(count, limit, items)
+        return Page(items, size=limit, claimed=count)
 
     def _parse_listing(self, raws: list[Any], now: datetime) -> tuple[list[Summary], list[Skipped]]:
         """Summaries we can trust; a reason for each we cannot (duplicates skipped once)."""
@@ -653,19 +635,39 @@ class StronglyAdapter:
                 skipped.append(Skipped(native, f"described badly: {e}"))
         return summaries, skipped
 
-    async def _snapshot(self, summary: Summary, now: datetime, tally: _Tally) -> Workspace:
+    async def _snapshots(
+        self, summaries: list[Summary], now: datetime, skipped: list[Skipped]
+    ) -> list[Workspace]:
+        """Each summary's snapshot, read in parallel; one that fails is skipped with why."""
+        workspaces: list[Workspace] = []
+
+        async def snapshot(summary: Summary) -> None:
+            # Caught here: a task group would wrap it in an ExceptionGroup.
+            try:
+                workspaces.append(await self._snapshot(summary, now))
+            except ProviderError as e:
+                skipped.append(Skipped(summary.id, f"could not read it: {e}"))
+            except (ValueError, TypeError) as e:
+                skipped.append(Skipped(summary.id, f"described badly: {e}"))
+
+        async with anyio.create_task_group() as tg:
+            for summary in summaries:
+                tg.start_soon(snapshot, summary)
+        return sorted(workspaces, key=lambda ws: ws.id)
+
+    async def _snapshot(self, summary: Summary, now: datetime) -> Workspace:
         if summary.status != "running":
             self._details.pop(summary.id, None)  # resources may change while it is not running
             return to_workspace(summary, provider=self.name, now=now)
-        details = await self._cached_details(summary, tally)
-        return await self._running(summary, details, now, tally)
+        details = await self._cached_details(summary)
+        return await self._running(summary, details, now)
 
-    async def _cached_details(self, summary: Summary, tally: _Tally) -> Details:
+    async def _cached_details(self, summary: Summary) -> Details:
         cached = self._details.get(summary.id)
         if cached is not None and cached.updated_at == summary.updated_at:
             return cached
         what = f"read {summary.id}"
-        raw = await self._request("GET", _path(summary.id), what=what, scope=READ, tally=tally)
+        raw = await self._request("GET", _path(summary.id), what=what, scope=READ)
         if not isinstance(raw, dict) or raw.get("id") != summary.id:
             raise BadAnswer(self.name, f"{what}: the answer is not that workspace")
         details = parse_details(raw, updated_at=summary.updated_at)
@@ -673,29 +675,23 @@ class StronglyAdapter:
             self._details[summary.id] = details
         return details
 
-    async def _running(
-        self, summary: Summary, details: Details, now: datetime, tally: _Tally
-    ) -> Workspace:
+    async def _running(self, summary: Summary, details: Details, now: datetime) -> Workspace:
         """A listed-running workspace: its runtime settles the state; metrics if RUNNING."""
         what = f"read the status of {summary.id}"
-        raw = await self._request(
-            "GET", _path(summary.id, "status"), what=what, scope=READ, tally=tally
-        )
-        runtime = parse_runtime(raw, now=now)
+        raw = await self._request("GET", _path(summary.id, "status"), what=what, scope=READ)
+        runtime = parse_runtime(raw, now=now, created=summary.created_at)
         sample = None
         if runtime.state[0] is State.RUNNING:
-            sample = await self._sample(summary.id, details, tally)
+            sample = await self._sample(summary.id, details)
         return to_workspace(
             summary, provider=self.name, now=now, runtime=runtime, details=details, sample=sample
         )
 
-    async def _sample(self, native: str, details: Details, tally: _Tally) -> Sample:
+    async def _sample(self, native: str, details: Details) -> Sample:
         """The metrics; unknown (never zero) when the call fails."""
         what = f"read the metrics of {native}"
         try:
-            raw = await self._request(
-                "GET", _path(native, "metrics"), what=what, scope=READ, tally=tally
-            )
+            raw = await self._request("GET", _path(native, "metrics"), what=what, scope=READ)
         except ProviderError as e:
             return unknown_sample(str(e))
         return parse_metrics(raw, details.resources)
@@ -747,46 +743,35 @@ class StronglyAdapter:
         *,
         what: str,
         scope: str,
-        tally: _Tally | None = None,
         params: Mapping[str, str] | None = None,
         answer: bool = True,
     ) -> Any:
         """One call; `scope` is what a 403 means is missing unless the body names another."""
-        async with self._limiter:
-            if tally is not None:
-                tally.sent += 1
-            try:
-                async with self._http.request(
-                    method,
-                    self._base + path,
-                    params=params,
-                    headers=self._headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,  # the key goes to the configured URL only
-                ) as resp:
-                    await self._raise_for_status(resp, what=what, scope=scope)
-                    if not answer or resp.status == 204:
-                        return None
-                    return await read_json(resp, self.name, what)
-            except TRANSPORT_ERRORS as e:
-                raise transport_error(self.name, what, e) from e
+        return await self.client.request(
+            method,
+            path,
+            what=what,
+            params=params,
+            refusal=self._missing_scope(what, scope),
+            answer="json" if answer else "nothing",
+        )
 
-    async def _raise_for_status(
-        self, resp: aiohttp.ClientResponse, *, what: str, scope: str
-    ) -> None:
-        if resp.status == 403:
-            said = excerpt(await resp.text(errors="replace"))
+    def _missing_scope(self, what: str, scope: str) -> Refusal:
+        """A 403 as the scope the key lacks: the one the body names, else the call's."""
+
+        def refused(status: int, said: str) -> ProviderError | None:
+            if status != 403:
+                return None
             missing, source = missing_scope(said, scope)
-            raise Unauthorized(
+            return Unauthorized(
                 self.name,
                 f"{what}: HTTP 403: the API key lacks {missing} ({source}); "
                 f"the platform said: {said}",
                 status=403,
                 missing=missing,
             )
-        if 300 <= resp.status < 400:
-            raise BadAnswer(self.name, f"{what}: unexpected redirect (HTTP {resp.status})")
-        await raise_for_status(resp, self.name, what)
+
+        return refused
 
 
 # ---------------------------------------------------------------- small readers
@@ -819,17 +804,6 @@ def _optional_text(raw: Mapping[str, Any], key: str) -> str | None:
 
 def _name(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _moment(value: Any, key: str, now: datetime) -> datetime | None:
-    """A timestamp we believe: ValueError when unreadable or ahead of `now`."""
-    try:
-        moment = parse_time(value)
-    except ValueError as e:
-        raise ValueError(f"`{key}` is not a timestamp: {e}") from None
-    if moment is not None and moment > now + CLOCK_SKEW:
-        raise ValueError(f"`{key}` is in the future ({moment.isoformat()})")
-    return None if moment is None else min(moment, now)
 
 
 __all__ = [

@@ -30,8 +30,8 @@ services whose shape the document has (a trailing-slash resource, `WorkspaceResp
 - Budgets are kept as `Decimal` and written as exact JSON numbers (25.1 stays 25.1).
 
 Test helpers: `calls` and `requests` record what was sent (with headers, bodies and
-the answer given); `fail_next`, `delay_next`, `malformed_next` and `reset_next`
-inject faults for the next matching requests (method and path prefix);
+the answer given); `fail_next`, `delay_next`, `malformed_next`, `reset_next` and
+`redirect_next` inject faults for the next matching requests (method and path prefix);
 `set_field`/`drop_field` make one workspace describe itself badly (an unknown kill
 switch value, a missing field). This platform keeps no timestamps and has no
 pagination, so "a timestamp in the future" and "a duplicate id across pages" have no

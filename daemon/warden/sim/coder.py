@@ -51,9 +51,11 @@ cancelling builds, the list of builds, the `watch` streams, RBAC and favourites.
 Test helpers: `calls` and `requests` record what arrived (and the answer given);
 `add_workspace`, `populate` and `seed_demo_fleet` fill the fleet; `workspace`,
 `set_last_used`, `set_last_used_on_next_read`, `settle` and `fail_next_build` read and
-steer it; `fail_next`, `delay_next`, `malformed_next` and `reset_next` inject faults into
-the next matching requests (method and path prefix); `corrupt_workspace` makes one
-workspace describe itself badly from then on (`repair_workspace` undoes it).
+steer it; `fail_next`, `delay_next`, `malformed_next`, `reset_next` and `redirect_next`
+inject faults into the next matching requests (method and path prefix);
+`corrupt_workspace` makes one workspace describe itself badly from then on
+(`repair_workspace` undoes it), and `claimed_count` makes listings claim a `count`
+other than the true one.
 """
 
 from __future__ import annotations
@@ -248,6 +250,8 @@ class CoderSim(Recorder[RecordedRequest], FaultPlan[str]):
         self._version = 0  # bumped on every change; listings are cached per version
         self._listings: dict[str, list[_Workspace]] = {}
         self._listings_version = -1
+        # A listing's `count` when set: a platform that claims more (or fewer) than it has.
+        self.claimed_count: int | None = None
 
     # ------------------------------------------------------------ the fleet
 
@@ -536,7 +540,8 @@ class CoderSim(Recorder[RecordedRequest], FaultPlan[str]):
             return matching
         page = matching[offset : offset + limit] if limit else matching[offset:]
         rows = ",".join(self._text(ws) for ws in page)
-        text = f'{{"workspaces":[{rows}],"count":{len(matching)}}}'
+        count = len(matching) if self.claimed_count is None else self.claimed_count
+        text = f'{{"workspaces":[{rows}],"count":{count}}}'
         return web.Response(text=text, content_type="application/json")
 
     async def _get_workspace(self, request: web.Request) -> web.Response:

@@ -2,7 +2,7 @@
 
 Every simulator in `warden.sim` records what arrived (`calls`, `requests`) and can be told to
 misbehave for the next requests that match a method and a path prefix (`fail_next`,
-`delay_next`, `malformed_next`, `reset_next`). That logic is the same on every platform, so
+`delay_next`, `malformed_next`, `reset_next`, `redirect_next`). That logic is the same on every platform, so
 it lives here once: a simulator mixes in `Recorder` and `FaultPlan` and puts their
 middlewares first, the recorder outermost so that it sees injected answers too.
 
@@ -11,8 +11,8 @@ it keeps of a request, its error body for an injected failure, its answer to the
 404 and 405, and what "valid JSON of the wrong shape" means for its answers. Nothing here
 knows a platform.
 
-Every answer that fault injection made carries the header `X-Sim-Injected` (`fail`, or the
-malformed kind), so that a record can tell it from the platform's own.
+Every answer that fault injection made carries the header `X-Sim-Injected` (`fail`,
+`redirect`, or the malformed kind), so that a record can tell it from the platform's own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Final, Generic, Literal, Protocol, Self, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-Effect = Literal["reset", "delay", "fail", "malformed"]
+Effect = Literal["reset", "delay", "redirect", "fail", "malformed"]
 Malformed = Literal["truncated", "not_json", "wrong_type"]
 
 INJECTED: Final = "X-Sim-Injected"
@@ -52,6 +52,7 @@ class Fault(Generic[B]):
     headers: Mapping[str, str] | None = None
     seconds: float = 0.0
     kind: Malformed = "truncated"
+    location: str = ""  # where a redirect points
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method.upper() and path.startswith(self.prefix)
@@ -61,7 +62,8 @@ class FaultPlan(Generic[B]):
     """The faults waiting for the next matching requests, a queue for each effect.
 
     One request meets at most one fault of each effect, the oldest that matches: it is
-    dropped; or held, then failed or answered; and an answer may then be spoiled.
+    dropped; or held, then redirected, failed or answered; and an answer may then be
+    spoiled.
     """
 
     def __init__(self) -> None:
@@ -69,6 +71,7 @@ class FaultPlan(Generic[B]):
         self._queues: dict[Effect, list[Fault[B]]] = {
             "reset": [],
             "delay": [],
+            "redirect": [],
             "fail": [],
             "malformed": [],
         }
@@ -110,6 +113,16 @@ class FaultPlan(Generic[B]):
         """
         self._queues["reset"].append(Fault(method, path_prefix, times))
 
+    def redirect_next(
+        self, method: str, path_prefix: str, location: str, status: int = 302, times: int = 1
+    ) -> None:
+        """Answer the next `times` matching requests with a redirect (`status`, any 3xx) to
+        `location`, as a platform behind a misconfigured proxy or a hostile one would."""
+        if not 300 <= status < 400:
+            raise ValueError(f"a redirect's status is 3xx, not {status}")
+        fault: Fault[B] = Fault(method, path_prefix, times, status=status, location=location)
+        self._queues["redirect"].append(fault)
+
     def take(self, effect: Effect, method: str, path: str) -> Fault[B] | None:
         """The oldest fault of `effect` that matches, spent once; None when none does."""
         queue = self._queues[effect]
@@ -145,6 +158,10 @@ class FaultPlan(Generic[B]):
             if delay is not None:
                 with contextlib.suppress(TimeoutError):  # the delay ran out: answer now
                     await asyncio.wait_for(self._released.wait(), delay.seconds)
+            redirect = self.take("redirect", method, path)
+            if redirect is not None:
+                headers = {"Location": redirect.location}
+                return _marked(web.Response(status=redirect.status, headers=headers), "redirect")
             fail = self.take("fail", method, path)
             if fail is not None:
                 return _marked(failure(fail), "fail")

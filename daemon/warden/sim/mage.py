@@ -42,8 +42,8 @@ expired token or key; a refused login is HTTP 200 with `record_invalid`.
 
 Test helpers on both: `calls` (METHOD, path with query), `requests` (headers, JSON
 bodies and the answer given), `fail_next`, `delay_next`, `malformed_next`,
-`reset_next`, `corrupt(id, kind)` to make one workspace describe itself badly, and
-`max_in_flight` (the most requests served at once).
+`reset_next`, `redirect_next`, `corrupt(id, kind)` to make one workspace describe itself
+badly, and `max_in_flight` (the most requests served at once).
 """
 
 from __future__ import annotations

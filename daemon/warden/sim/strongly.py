@@ -36,9 +36,9 @@ the route and the answer given); `add_key(key, scopes)`; `add_workspace`,
 `workspace(id)`, `set_metrics`; `corrupt(id, kind)` makes one workspace describe
 itself badly (an unknown status or phase, a missing `ownerId`, a timestamp in the
 future or unreadable, a condition in the future, or listed twice across pages);
-`fail_next`, `delay_next`, `malformed_next` and `reset_next` inject faults into the
-next matching requests (method and path prefix); `max_in_flight` is the most requests
-served at once.
+`fail_next`, `delay_next`, `malformed_next`, `reset_next` and `redirect_next` inject
+faults into the next matching requests (method and path prefix); `max_in_flight` is the
+most requests served at once.
 """
 
 from __future__ import annotations
