@@ -155,7 +155,7 @@ def test_provider_type_problems_name_the_type_key_not_pydantics_union_tag():
         f"p.yaml:3:6: providers.b.type: missing (expected one of: {tags})",
         "p.yaml:4:47: providers.c.tokn: unknown key; did you mean `token`? (expected one of: "
         "url, poll_interval, "
-        "timeout, concurrency, dry_run, type, token, page_size)",
+        "timeout, concurrency, max_pages, max_answer_bytes, dry_run, type, token, page_size)",
     ]
 
 

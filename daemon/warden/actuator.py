@@ -244,7 +244,7 @@ class Actuator:
             cycle.lease_check()
             result = await perform(cycle.provider, decision, fresh)
         except ProviderUnavailable as e:
-            held = getattr(e, "held", False)  # a Retry-After hold: nothing was sent
+            held = e.held  # a Retry-After hold: nothing was sent
             if held:
                 outcome.unsent.add(id(decision))
             if e.retry_after is not None:

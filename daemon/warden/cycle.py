@@ -230,7 +230,7 @@ class Pipeline:
     ) -> None:
         """A poll that read nothing: an outage, told when it begins; a Retry-After hold
         is quiet until the facts grow stale."""
-        held = isinstance(error, ProviderUnavailable) and getattr(error, "held", False)
+        held = isinstance(error, ProviderUnavailable) and error.held
         last = state.last_complete_at or state.last_success_at
         stale = last is None or now - last > self.rules.settings.max_staleness
         if held and not stale:
@@ -532,7 +532,7 @@ class Pipeline:
         await self.budgets.remember(outcome, settled, budgets, now=now, store=store)
         await self._move_backoffs(store, decisions, outcome, inputs, now)
         self._count_actions(outcome, now)
-        complete = getattr(observation, "complete", True)
+        complete = observation.complete
         running = sum(1 for ws in observation.workspaces if ws.state is State.RUNNING)
         await self._listing_told(name, store, observation, complete, running, now)
 
@@ -760,13 +760,13 @@ def _running_base(observation: Observation, state: CycleState) -> int:
     """The running workspaces the blast radius is a share of: this listing's if it read
     every page, else the last complete one's (a partial listing is no measure)."""
     running = sum(1 for ws in observation.workspaces if ws.state is State.RUNNING)
-    if getattr(observation, "complete", True) or state.running is None:
+    if observation.complete or state.running is None:
         return running
     return max(running, state.running)
 
 
 def _unread_pages(observation: Observation) -> int:
-    return int(getattr(observation, "unread_pages", 0))
+    return observation.unread_pages
 
 
 def _subject(native_id: str | None, reason: str) -> str:

@@ -52,6 +52,7 @@ from warden.policy.loader import (
 )
 from warden.policy.schedule import next_edge
 from warden.providers.base import Provider
+from warden.providers.client import Clocks
 from warden.providers.registry import build_provider, capability_names
 from warden.retry import Sleep
 from warden.sdnotify import Notifier
@@ -240,7 +241,8 @@ class Daemon:
     def _build_providers(self) -> None:
         assert self._http is not None
         self.providers = {
-            name: build_provider(name, config, self._http)
+            # Retry-After holds end when the daemon's clock passes them (a test's, too).
+            name: build_provider(name, config, self._http, clocks=Clocks.following(self._clock))
             for name, config in self.policies.providers.items()
         }
         for name in self.providers:

@@ -59,7 +59,7 @@ def plan_lines(result: CycleResult) -> Iterable[str]:
     yield (
         f"{result.provider}: {len(observation.workspaces)} workspaces, "
         f"{len(result.decisions)} decisions"
-        + ("" if getattr(observation, "complete", True) else " (the listing is incomplete)")
+        + ("" if observation.complete else " (the listing is incomplete)")
     )
     for decision in [*outcome.warned, *outcome.cleared, *outcome.planned]:
         yield "  " + decision_line(decision, names)

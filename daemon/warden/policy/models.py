@@ -76,6 +76,15 @@ class ProviderBase(Strict):
     poll_interval: Duration = Field(default="60s", description="how often to list workspaces")  # type: ignore[assignment]
     timeout: Duration = Field(default="10s", description="per request")  # type: ignore[assignment]
     concurrency: int = Field(default=8, ge=1, le=64, description="requests in flight at once")
+    max_pages: int = Field(
+        default=2000, ge=1, le=100_000, description="a listing reads at most this many pages"
+    )
+    max_answer_bytes: int = Field(
+        default=32 * 2**20,
+        ge=2**16,
+        le=2**30,
+        description="an answer larger than this is refused (provider.answer_rejected)",
+    )
     dry_run: bool = Field(default=False, description="observe and decide, never act")
 
 
