@@ -15,11 +15,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY daemon ./daemon
+# constraints.txt: the exact versions CI tested, so the image runs what passed.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/warden \
- && /opt/warden/bin/pip install --no-compile /wheels/*.whl \
+ && /opt/warden/bin/pip install --no-compile -c constraints.txt /wheels/*.whl \
  && /opt/warden/bin/python -m compileall -q /opt/warden/lib \
  && /opt/warden/bin/warden --version
 

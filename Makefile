@@ -3,22 +3,39 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONSTRAINTS := constraints.txt
+# The PostgreSQL tests' server: the one at WARDEN_TEST_POSTGRES_URL or on 127.0.0.1:5432,
+# else a throwaway cluster where PostgreSQL's server binaries are installed.
+WITH_POSTGRES := .ci/pg-throwaway
 
-.PHONY: help install demo test lint fmt typecheck unit bench clean
+.PHONY: help install constraints demo test lint fmt typecheck unit chaos bench clean
 
 help:
-	@echo "make demo   - install, then run Warden against the built-in simulators"
-	@echo "make test   - install, then lint, type check and run the whole test suite"
-	@echo "make bench  - install, then benchmark one full cycle at 1k and 10k workspaces"
-	@echo "make fmt    - format the code"
+	@echo "make demo        - install, then run Warden against the built-in simulators"
+	@echo "make test        - install, then lint, type check and run the test suite (not chaos)"
+	@echo "make chaos       - install, then run the chaos tests (pytest -m chaos)"
+	@echo "make bench       - install, then benchmark one full cycle at 1k and 10k workspaces"
+	@echo "make fmt         - format the code"
+	@echo "make constraints - pin the versions installed in .venv into $(CONSTRAINTS)"
 
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt: every install (here, the Dockerfile, CI) is the same.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) --upgrade pip
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After changing a dependency in pyproject.toml: pip install -e '.[dev]', then this.
+constraints: $(STAMP)
+	@{ echo "# The exact versions every install uses: make install, the Dockerfile and CI run"; \
+	  echo "# pip install -c constraints.txt ... (pyproject.toml keeps the ranges Warden supports)."; \
+	  echo "# Regenerate after changing a dependency: make constraints (pip freeze of .venv)."; \
+	  echo "# tests/test_constraints.py checks that this pins every dependency, direct or not."; \
+	  $(BIN)/pip freeze --all --exclude-editable | grep -E '^pip=='; \
+	  $(BIN)/pip freeze --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 demo: $(STAMP)
 	$(BIN)/warden demo
@@ -31,9 +48,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(WITH_POSTGRES) $(BIN)/pytest -q -m "not chaos"
 
 test: lint typecheck unit
+
+# pytest exits 5 when it collects nothing: no chaos test yet is not a failure.
+chaos: $(STAMP)
+	$(WITH_POSTGRES) $(BIN)/pytest -q -m chaos || [ $$? -eq 5 ]
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix daemon tests bench

@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from datetime import UTC, datetime
+from functools import cache
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from warden.clock import ManualClock
 from warden.logging import configure_logging
 
 START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday, in office hours in Berlin
+# The PostgreSQL tests' server. `make test` starts a throwaway one when none answers
+# here and PostgreSQL's server binaries are installed (.ci/pg-throwaway).
 POSTGRES_URL = os.environ.get(
     "WARDEN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+
+
+@cache
+def _postgres_unreachable() -> str | None:
+    """Why the PostgreSQL tests cannot run, or None: asked once, by connecting."""
+    url = make_url(POSTGRES_URL)
+    try:
+        socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=3).close()
+    except OSError as e:
+        return (
+            f"PostgreSQL at {url.render_as_string(hide_password=True)} does not answer ({e}). "
+            "`make test` starts a throwaway server when PostgreSQL's server binaries are "
+            "installed (apt-get install postgresql); or set WARDEN_TEST_POSTGRES_URL."
+        )
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A PostgreSQL test fails (never skips) without a server, saying how to get one."""
+    if item.get_closest_marker("postgres") and (problem := _postgres_unreachable()):
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Check requests and answers against Coder's OpenAPI spec (Swagger 2.0), read at test time.
 
-The spec stays where it is (`shared/reference/coder-openapi.json`, AGPL reference data:
-read, never copied). This module turns its Swagger 2.0 schemas into JSON Schema
-(2020-12) by hand and validates with `jsonschema`, with the relaxations that
-`shared/reference/SOURCES.md` spells out:
+The spec is the part of Coder's that Warden uses, `tests/fixtures/coder-openapi-warden.json`
+(see `tests/coder_spec.py` for how it is cut from the full spec). This module turns its
+Swagger 2.0 schemas into JSON Schema (2020-12) by hand and validates with `jsonschema`,
+with the relaxations that Coder's spec needs (its nullability is not marked):
 
 - `#/definitions/X` becomes `#/$defs/X`; `allOf: [{$ref}]` is the ref itself, and its
   siblings (a narrower `enum`, say) still apply, as in JSON Schema;
@@ -26,14 +26,12 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "coder-openapi.json"
-)
+from tests.coder_spec import load_fixture
+
 METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 # Sent by every HTTP client; the spec never declares them.
 STANDARD_HEADERS = frozenset(
@@ -71,8 +69,7 @@ class ContractError(AssertionError):
 @lru_cache(maxsize=1)
 def spec() -> dict[str, Any]:
     """The spec, loaded once per test session."""
-    with SPEC_PATH.open(encoding="utf-8") as f:
-        return json.load(f)  # type: ignore[no-any-return]
+    return load_fixture()
 
 
 # ---------------------------------------------------------------- Swagger 2.0 -> JSON Schema

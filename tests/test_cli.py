@@ -5,20 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.test_process import START_LIMIT, running_warden
+from warden import __version__
 from warden.cli import main
+from warden.events import catalogue as ev
+from warden.exits import EXIT_INTERRUPTED
+from warden.settings import Settings
 from warden.sim.coder import CoderSim
+from warden.store import Store
 
 TOKEN = "cli-test-coder-token-0123456789"
-WARDEN = [sys.executable, "-m", "warden.cli"]
+WARDEN = [sys.executable, "-m", "warden"]
+CONSOLE_SCRIPT = Path(sys.executable).parent / "warden"
 POLICIES = """
 version: 1
 providers:
@@ -151,3 +161,134 @@ def test_a_malformed_webhook_secret_is_refused_at_its_line(tmp_path: Path, capsy
     assert f"{bad}:6:13: sinks.audit.secret:" in err
     assert "whsec_" in err
     assert "not-a-secret" not in err  # a secret is never echoed, even a malformed one
+
+
+# ---------------------------------------------------------------- python -m warden, exit codes
+
+
+@pytest.mark.parametrize("command", [WARDEN, [str(CONSOLE_SCRIPT)]], ids=["-m warden", "warden"])
+async def test_python_m_warden_is_the_warden_command(command: list[str]):
+    process = await asyncio.create_subprocess_exec(
+        *command, "--version", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert (process.returncode, out.decode()) == (0, f"warden {__version__}\n")
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["events", "--limit", "0"])
+    assert exit_.value.code == 2
+    assert "expected a whole number from 1" in capsys.readouterr().err
+
+
+def test_a_setting_that_does_not_parse_is_bad_input_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys
+):
+    monkeypatch.setenv("WARDEN_DRY_RUN", "perhaps")
+    assert main(["plan"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("warden: WARDEN_DRY_RUN: Input should be a valid boolean")
+    assert "perhaps" not in err  # the value is never echoed: it might have been a secret
+    assert "Traceback" not in err
+
+
+async def test_ctrl_c_ends_run_after_draining_with_exit_130(tmp_path: Path):
+    async with running_warden(tmp_path) as running:
+        with anyio.fail_after(START_LIMIT):
+            await running.notify.wait_for("READY")  # the daemon's own signal handling is on
+        running.signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            await running.notify.wait_for("STOPPING")  # it drains, as at SIGTERM
+            assert await running.process.wait() == EXIT_INTERRUPTED
+
+
+# ---------------------------------------------------------------- warden events
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "state").mkdir()
+    return {
+        "PATH": os.environ["PATH"],
+        "WARDEN_STATE_DIR": str(tmp_path / "state"),
+        "WARDEN_LOG_FORMAT": "json",
+    }
+
+
+async def write_events(env: dict[str, str], *types: str) -> None:
+    """Events in the outbox of `env`'s state directory, as the daemon would write them."""
+    settings = Settings(state_dir=Path(env["WARDEN_STATE_DIR"]))
+    store = await Store.open(settings.effective_database_url)
+    try:
+        await store.migrate()
+        await store.add_events(
+            [ev.new_event(t, f"coder/ws-{n}", now=NOW, data={"n": n}) for n, t in enumerate(types)]
+        )
+    finally:
+        await store.aclose()
+
+
+async def test_events_lists_the_outbox_newest_last(state: dict[str, str]):
+    await write_events(state, ev.WORKSPACE_WARNED, ev.WORKSPACE_STOPPED, ev.WORKSPACE_WARNED)
+    code, out, _ = await warden("events", "--limit", "2", env=state)
+    assert code == 0
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert [(line[3], line[4]) for line in lines] == [
+        (ev.WORKSPACE_STOPPED, "coder/ws-1"),
+        (ev.WORKSPACE_WARNED, "coder/ws-2"),
+    ]
+    assert lines[0][0] == "#2"
+
+
+async def test_events_filters_by_type_and_speaks_json_lines(state: dict[str, str]):
+    await write_events(state, ev.WORKSPACE_WARNED, ev.WORKSPACE_STOPPED, ev.WORKSPACE_WARNED)
+    code, out, _ = await warden("events", "--type", ev.WORKSPACE_WARNED, "--json", env=state)
+    assert code == 0
+    found = [json.loads(line) for line in out.splitlines()]
+    assert [(e["type"], e["data"]) for e in found] == [
+        (ev.WORKSPACE_WARNED, {"n": 0}),
+        (ev.WORKSPACE_WARNED, {"n": 2}),
+    ]
+    assert {"seq", "id", "subject", "time", "severity"} <= found[0].keys()
+
+
+async def test_an_empty_outbox_and_no_dead_letters_say_so(state: dict[str, str]):
+    assert await warden("events", env=state) == (0, "no events\n", "")
+    assert await warden("events", "dead-letters", env=state) == (0, "none\n", "")
+
+
+@pytest.mark.parametrize("how", [["events", "--follow"], ["events", "tail"]])
+async def test_following_prints_new_events_until_ctrl_c_then_exits_130(
+    state: dict[str, str], how: list[str]
+):
+    await write_events(state, ev.WORKSPACE_WARNED)
+    process = await anyio.open_process(
+        [*WARDEN, *how, "--type", ev.WORKSPACE_STOPPED, "--type", ev.WORKSPACE_WARNED], env=state
+    )
+    async with process:
+        assert process.stdout is not None
+        lines = TextLines(process.stdout)
+        with anyio.fail_after(30):
+            assert "coder/ws-0" in await lines.next()  # the latest first, as tail -f does
+            await write_events(state, ev.POLICY_LOADED, ev.WORKSPACE_STOPPED)
+            assert (await lines.next()).split("\t")[3:] == [ev.WORKSPACE_STOPPED, "coder/ws-1"]
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            assert await process.wait() == EXIT_INTERRUPTED
+
+
+class TextLines:
+    """The lines a child process writes, one at a time, as it writes them."""
+
+    def __init__(self, stream: anyio.abc.ByteReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+
+    async def next(self) -> str:
+        while b"\n" not in self._buffer:
+            self._buffer += await self._stream.receive()
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()

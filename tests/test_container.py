@@ -103,6 +103,13 @@ def test_the_image_is_built_in_two_stages_on_slim_python_3_11():
     assert any("--from=build /opt/warden /opt/warden" in args for args in args_of(built[1], "COPY"))
 
 
+def test_the_image_installs_the_versions_ci_tested():
+    [build, _] = stages(DOCKERFILE.read_text())
+    installs = [args for args in args_of(build, "RUN") if "/opt/warden/bin/pip install" in args]
+    assert installs
+    assert all("-c constraints.txt" in args for args in installs)
+
+
 def test_the_daemon_runs_as_a_non_root_user():
     [user] = args_of(final_stage(), "USER")
     assert user.split(":")[0] not in {"0", "root"}

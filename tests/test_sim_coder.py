@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.coder_spec import FULL_SPEC_VARIABLE, OPERATIONS, cut_file, load_fixture
 from tests.openapi import ContractError, validate_request, validate_response
 from warden.clock import ManualClock
 from warden.sim.coder import DROP, CoderSim
@@ -605,3 +608,33 @@ def test_the_helper_rejects_answers_of_the_wrong_shape():
 def test_the_helper_allows_null_for_pointer_like_fields_in_answers():
     build = {"deadline": None, "max_deadline": None, "matched_provisioners": None}
     validate_response("GET", "/api/v2/workspacebuilds/x", 200, build | {"extra": 1})
+
+
+# ---------------------------------------------------------------- the spec fixture itself
+
+FULL_SPEC = os.environ.get(FULL_SPEC_VARIABLE)
+
+
+def test_the_fixture_holds_every_route_the_simulator_serves():
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in CoderSim(token=TOKEN).app().router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    assert served == set(OPERATIONS)
+    assert {(m, r) for r, ops in load_fixture()["paths"].items() for m in ops} == served
+
+
+@pytest.mark.skipif(
+    not FULL_SPEC,
+    reason=f"{FULL_SPEC_VARIABLE}=path/to/coder-openapi.json (Coder's coderd/apidoc/swagger.json) "
+    "checks the fixture against Coder's full spec",
+)
+def test_the_fixture_is_still_the_cut_of_coders_full_spec():
+    assert FULL_SPEC is not None
+    path = Path(FULL_SPEC)
+    assert path.is_file(), f"{FULL_SPEC_VARIABLE}={FULL_SPEC}: no such file"
+    fresh, kept = cut_file(path), load_fixture()
+    fresh.pop("x-warden-cut")
+    kept.pop("x-warden-cut")
+    assert fresh == kept, f"the spec changed: python -m tests.coder_spec {path}"

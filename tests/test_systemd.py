@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from warden.daemon import SHUTDOWN_GRACE
+from warden.exits import EXIT_BAD_INPUT
 from warden.policy.durations import parse_duration
 from warden.settings import SECRET_SETTINGS, Settings
 
-SYSTEMD = Path(__file__).parent.parent / "systemd"
+ROOT = Path(__file__).parent.parent
+SYSTEMD = ROOT / "systemd"
 UNIT = SYSTEMD / "warden.service"
 MAX_EXPOSURE = 2.0
 WARDEN = Path(sys.executable).parent / "warden"  # the venv's console script
@@ -96,3 +98,37 @@ def test_the_example_environment_file_names_only_real_settings():
     fields = {name.upper() for name in Settings.model_fields}
     assert named
     assert named <= fields, named - fields
+
+
+def test_bad_policies_leave_the_unit_failed_instead_of_restarting_it_every_5_s():
+    unit = directives(UNIT.read_text())
+    assert unit["Restart"] == ["on-failure"]  # a store or platform down at start: retried
+    prevented = " ".join(unit["RestartPreventExitStatus"]).split()
+    assert str(EXIT_BAD_INPUT) in prevented
+
+
+def headings(document: Path) -> set[str]:
+    return {
+        line.lstrip("#").strip()
+        for line in document.read_text().splitlines()
+        if line.startswith("#")
+    }
+
+
+def test_every_section_the_systemd_files_point_at_exists():
+    pointers = [
+        (document, section)
+        for path in sorted(SYSTEMD.iterdir())
+        for document, section in re.findall(r'((?:docs/)?[\w.-]+\.md), "([^"]+)"', path.read_text())
+    ]
+    assert pointers
+    missing = [p for p in pointers if p[1] not in headings(ROOT / p[0])]
+    assert not missing
+
+
+def test_the_systemd_files_hold_no_placeholder_urls():
+    for path in SYSTEMD.iterdir():
+        found = re.findall(
+            r"\w+://\S+|\bexample\.(?:com|org|net)\b|\S+\.internal\b", path.read_text()
+        )
+        assert not found, f"{path.name}: {found}"

@@ -1,7 +1,7 @@
 """The `warden` command: run, validate, plan, explain, schema, events, spend, migrate, demo.
 
-Exit codes: 0 success; 1 a runtime failure (store or platform unreachable at start);
-2 bad input (a policy file with problems, bad arguments); 130 interrupted.
+Exit codes (warden.exits): 0 success; 1 a runtime failure (store or platform
+unreachable); 2 bad input (a policy file with problems, bad arguments); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
+from pydantic import ValidationError
 
 from warden import __version__
 from warden.errors import WardenError
+from warden.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 from warden.logging import REDACTOR, configure_logging
 from warden.policy.loader import PolicyError, load_policies
 from warden.providers.registry import capability_names
 from warden.settings import Settings, policy_environment
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BadSettings as e:
+        for problem in e.problems:
+            print(f"warden: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except WardenError as e:  # a store or platform that cannot be reached: say so, plainly
         print(f"warden: {e}", file=sys.stderr)
         return EXIT_FAILURE
@@ -79,16 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("what", nargs="?", choices=["policies", "events"], default="policies")
     schema.set_defaults(func=cmd_schema)
 
-    events = sub.add_parser("events", help="dead letters, replay, sinks")
-    events_sub = events.add_subparsers(dest="events_command", required=True)
-    replay = events_sub.add_parser("replay", help="queue dead-lettered events again")
-    replay.add_argument("--sink", help="only this sink's dead letters")
-    replay.add_argument("--event", action="append", default=[], help="only this event id")
-    dead = events_sub.add_parser("dead-letters", help="list events a sink gave up on")
-    dead.add_argument("--sink")
-    enable = events_sub.add_parser("enable", help="switch on a sink a 410 Gone disabled")
-    enable.add_argument("sink")
-    events.set_defaults(func=cmd_events)
+    _add_events_parser(sub)
 
     spend = sub.add_parser("spend", help="spend by workspace, owner or provider, for a day")
     spend.add_argument("--by", choices=["workspace", "owner", "provider"], default="workspace")
@@ -114,8 +110,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_events_parser(sub: Any) -> None:
+    """`warden events`: the outbox, newest last; `tail`; dead letters, replay, sinks."""
+    events = sub.add_parser(
+        "events",
+        help="list the event outbox (newest last), follow it; dead letters, replay, sinks",
+    )
+    _add_listing_options(events, default=argparse.SUPPRESS)
+    events.add_argument(
+        "-f", "--follow", action="store_true", help="then print new events as they are written"
+    )
+    events.set_defaults(func=cmd_events, limit=20, type=[], json=False, events_command=None)
+    events_sub = events.add_subparsers(dest="events_command", metavar="COMMAND")
+    tail = events_sub.add_parser("tail", help="the latest events, then new ones (= --follow)")
+    _add_listing_options(tail, default=argparse.SUPPRESS)
+    dead = events_sub.add_parser("dead-letters", help="list events a sink gave up on")
+    dead.add_argument("--sink", help="only this sink's")
+    replay = events_sub.add_parser("replay", help="queue dead-lettered events again")
+    replay.add_argument("--sink", help="only this sink's dead letters")
+    replay.add_argument("--event", action="append", default=[], help="only this event id")
+    enable = events_sub.add_parser("enable", help="switch on a sink a 410 Gone disabled")
+    enable.add_argument("sink")
+
+
+def _add_listing_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    # SUPPRESS: a subcommand's unset option leaves the value given before it alone.
+    parser.add_argument(
+        "--limit", type=_positive, default=default, help="the newest N events (default 20)"
+    )
+    parser.add_argument(
+        "--type",
+        action="append",
+        default=default,
+        metavar="TYPE",
+        help="only events of this type, e.g. warden.workspace.stopped (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", default=default, help="JSON lines")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return int(text)
+
+
+class BadSettings(Exception):
+    """WARDEN_* variables that do not parse: bad input (exit 2), never a traceback."""
+
+    def __init__(self, error: ValidationError) -> None:
+        # Each problem names the variable and what is wrong, never the value: it may be
+        # a secret.
+        self.problems = [
+            f"WARDEN_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        ]
+        super().__init__("; ".join(self.problems))
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        raise BadSettings(e) from None
     REDACTOR.add(settings.secret_values())
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     if getattr(args, "dry_run", False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from datetime import datetime
 from decimal import Decimal
@@ -13,15 +14,16 @@ import structlog
 from warden.budget.keeper import BudgetKeeper
 from warden.clock import utc_now
 from warden.daemon import Daemon, load_policy_set
+from warden.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 from warden.model import WorkspaceId
+from warden.outbox_view import event_json_line, event_line, follow, latest
 from warden.policy.loader import PolicyError, PolicySet
 from warden.policy.selector import covers
 from warden.report import plan_lines
 from warden.sdnotify import Notifier
 from warden.settings import Settings
-from warden.store import Store
+from warden.store import Store, StoredEvent, deliveries
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 log = structlog.get_logger(__name__)
 
 
@@ -35,7 +37,8 @@ def _policies_or_exit(settings: Settings) -> PolicySet | None:
 
 
 async def run_daemon(settings: Settings, once: bool) -> int:
-    """`warden run`: refuse to start on bad policies (exit 2); else run until SIGTERM."""
+    """`warden run`: refuse to start on bad policies (exit 2); else run until SIGTERM
+    (exit 0) or Ctrl-C (130), either way after the in-flight actions are recorded."""
     policies = _policies_or_exit(settings)
     if policies is None:
         return EXIT_BAD_INPUT
@@ -46,7 +49,7 @@ async def run_daemon(settings: Settings, once: bool) -> int:
             await daemon.dispatcher.deliver_once()  # one round of delivery; the rest waits
             return EXIT_OK if all(r.error is None for r in results) else EXIT_FAILURE
         await daemon.serve()
-    return EXIT_OK
+    return EXIT_INTERRUPTED if daemon.stopped_by == signal.SIGINT else EXIT_OK
 
 
 async def plan(settings: Settings) -> int:
@@ -206,30 +209,78 @@ async def holds(settings: Settings, args: Any) -> int:
 
 
 async def events(settings: Settings, args: Any) -> int:
-    """`warden events replay | dead-letters | enable`: the delivery side of the outbox."""
-    from warden.clock import utc_now
-    from warden.store import deliveries
-
+    """`warden events [--follow] | tail | dead-letters | replay | enable`: the outbox
+    and its delivery."""
     store = await Store.open(settings.effective_database_url)
     try:
         await store.migrate()
-        if args.events_command == "replay":
-            count = await deliveries.replay(
-                store, now=utc_now(), sink=args.sink, event_ids=args.event
-            )
-            print(f"queued again: {count}")
-        elif args.events_command == "dead-letters":
-            for letter in await deliveries.dead_letters(store, sink=args.sink):
-                print(
-                    f"{letter.sink}\t#{letter.seq}\t{letter.event_id}\t{letter.type}\t"
-                    f"{letter.subject}\tattempts={letter.attempts}"
-                )
-        elif not await deliveries.enable_sink(store, args.sink):
-            print(f"sink {args.sink!r} is not disabled", file=sys.stderr)
-            return EXIT_FAILURE
+        return await _EVENTS_COMMANDS[args.events_command or "list"](store, args)
     finally:
         await store.aclose()
+
+
+async def _list_events(store: Store, args: Any) -> int:
+    """The newest `--limit` events, oldest first; with `--follow`, then every new one."""
+    found = await latest(store, limit=args.limit, types=args.type)
+    for event in found.events:
+        _print_event(event, args.json)
+    if args.follow:
+        return await _follow(store, args, after=found.cursor)
+    if not found.events and not args.json:
+        print("no events" + (f" of type {', '.join(args.type)}" if args.type else ""))
     return EXIT_OK
+
+
+async def _tail(store: Store, args: Any) -> int:
+    """`warden events tail`: the same as `warden events --follow`."""
+    args.follow = True
+    return await _list_events(store, args)
+
+
+async def _follow(store: Store, args: Any, *, after: int) -> int:
+    """Print new events until Ctrl-C (KeyboardInterrupt: the CLI exits 130)."""
+    async for event in follow(store, after=after, types=args.type):
+        _print_event(event, args.json)
+    return EXIT_OK  # follow() never ends on its own
+
+
+def _print_event(event: StoredEvent, as_json: bool) -> None:
+    print(event_json_line(event) if as_json else event_line(event), flush=True)
+
+
+async def _dead_letters(store: Store, args: Any) -> int:
+    letters = await deliveries.dead_letters(store, sink=args.sink)
+    for letter in letters:
+        print(
+            f"{letter.sink}\t#{letter.seq}\t{letter.event_id}\t{letter.type}\t"
+            f"{letter.subject}\tattempts={letter.attempts}"
+        )
+    if not letters:
+        print("none" + (f" for sink {args.sink!r}" if args.sink else ""))
+    return EXIT_OK
+
+
+async def _replay(store: Store, args: Any) -> int:
+    count = await deliveries.replay(store, now=utc_now(), sink=args.sink, event_ids=args.event)
+    print(f"queued again: {count}")
+    return EXIT_OK
+
+
+async def _enable(store: Store, args: Any) -> int:
+    if not await deliveries.enable_sink(store, args.sink):
+        print(f"sink {args.sink!r} is not disabled", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"sink {args.sink!r} enabled")
+    return EXIT_OK
+
+
+_EVENTS_COMMANDS = {
+    "list": _list_events,
+    "tail": _tail,
+    "dead-letters": _dead_letters,
+    "replay": _replay,
+    "enable": _enable,
+}
 
 
 async def spend(settings: Settings, args: Any) -> int:

@@ -163,6 +163,8 @@ class Daemon:
         self._leading_changed = anyio.Event()  # wakes delivery when leadership changes
         self.metrics = metrics or Metrics()
         self._in_flight = InFlight()  # lease renewals, feed polls, policy watches
+        # The signal that ended serve(), if one did: `warden run` exits 130 after SIGINT.
+        self.stopped_by: signal.Signals | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -578,6 +580,7 @@ class Daemon:
                     await self._reload_safely()
                     self._notifier.send(READY="1", STATUS="policies reloaded")
                 else:
+                    self.stopped_by = signal.Signals(signum)
                     stop.set()
                     return
 
