@@ -114,7 +114,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_repeats_nothing(tmp_pa
 
 @web.middleware
 async def _slowly(request: web.Request, handler: Handler) -> web.StreamResponse:
-    await anyio.sleep(0.1)
+    await anyio.sleep(0.2)
     return await handler(request)
 
 
