@@ -91,6 +91,19 @@ class ProviderStatus:
     unread_pages: int = 0
 
 
+class Phases:
+    """How long each stage of a cycle took, for its log line and the benchmark."""
+
+    def __init__(self) -> None:
+        self._last = monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        now = monotonic()
+        self.seconds[phase] = round(now - self._last, 4)
+        self._last = now
+
+
 @dataclass(slots=True)
 class CycleResult:
     """One provider's cycle: what was seen, decided and done."""
@@ -103,6 +116,7 @@ class CycleResult:
     next_due: datetime | None = None  # when a decision changes without new facts
     review: Review | None = None  # where the budgets stood, and what fired this cycle
     standby: bool = False  # another replica leads: this one only watched
+    seconds: dict[str, float] = field(default_factory=dict)  # by phase: list, remember, ...
     recovered: list[tuple[ActionRecord, str]] = field(default_factory=list)
 
 
@@ -159,42 +173,44 @@ class Pipeline:
     async def _cycle(
         self, provider: Provider, store: Store, now: datetime, *, writes: bool
     ) -> CycleResult:
-        name = provider.name
+        name, phases = provider.name, Phases()
         state = await store.cycle_state(name)
         observation = await self.observe(provider, store, state, now, writes=writes)
         if observation is None:
             return CycleResult(name, None, error=self.status[name].last_error)
-        started = monotonic()
+        phases.mark("list")
         memory = await self.remember(name, store, observation, now, writes=writes)
         recovered = await self.recover(provider, store, memory, state, now) if writes else []
+        phases.mark("remember")
         review = await self.budgets.review(
             self.policies.budgets, now=now, observed=observation, store=store, save=writes
         )
         decisions, settled = self.decide(provider, observation, memory, review, state, now)
         inputs = await self.rail_inputs(provider, store, state, observation, decisions, memory, now)
         railed = apply_rails(decisions, inputs, self.rules.settings, memory, now=now)
+        phases.mark("decide")
         result = CycleResult(name, observation, decisions, review=review, recovered=recovered)
+        result.seconds = phases.seconds
         if not writes:
             result.outcome = _planned(railed)
             return result
-        decided_at = monotonic()
         result.outcome = await self.act(
             provider, store, observation, memory, railed, inputs, state, now
         )
+        phases.mark("act")
         await self.tell(
             provider, store, observation, decisions, result.outcome, settled, inputs, now
         )
         result.next_due = self._next_due(observation, memory, result.outcome, railed, now)
+        phases.mark("tell")
         log.info(
             "cycle.finished",
             workspaces=len(observation.workspaces),
             skipped=len(observation.skipped),
             decisions=len(decisions),
             acted=len(result.outcome.done),
-            seconds={
-                "decide": round(decided_at - started, 3),
-                "act": round(monotonic() - decided_at, 3),
-            },
+            requests=observation.requests,
+            seconds=phases.seconds,
         )
         return result
 
