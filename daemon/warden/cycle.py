@@ -89,6 +89,7 @@ class ProviderStatus:
     skipped: int = 0
     unreachable: bool = False
     unread_pages: int = 0
+    slowed_since: datetime | None = None  # asked to slow down (429, Retry-After) since
 
 
 class Phases:
@@ -235,7 +236,7 @@ class Pipeline:
         self.metrics.workspaces_seen(name, Counter(str(ws.state) for ws in observation.workspaces))
         if writes:
             await self._told_rejections(name, store, observation, now)
-        status.last_error = None
+        status.last_error, status.slowed_since = None, None
         status.last_success_at = now
         status.workspaces, status.skipped = len(observation.workspaces), len(observation.skipped)
         status.unread_pages = _unread_pages(observation)
@@ -244,19 +245,22 @@ class Pipeline:
     async def _unreadable(
         self, name: str, store: Store, state: CycleState, error: ProviderError, now: datetime
     ) -> None:
-        """A poll that read nothing: an outage, told when it begins; a Retry-After hold
-        is quiet until the facts grow stale."""
-        held = isinstance(error, ProviderUnavailable) and error.held
-        last = state.last_complete_at or state.last_success_at
+        """A poll that read nothing: an outage, told when it begins. A platform that asks
+        us to slow down (429, or a Retry-After hold not yet over) is up: that is quiet
+        until the facts grow older than `max_staleness`."""
+        status = self.status[name]
+        slowed = isinstance(error, ProviderUnavailable) and (error.held or error.status == 429)
+        status.slowed_since = (status.slowed_since or now) if slowed else None
+        last = state.last_complete_at or state.last_success_at or status.slowed_since
         stale = last is None or now - last > self.rules.settings.max_staleness
-        if held and not stale:
-            log.info("poll.held", error=str(error))
+        if slowed and not stale:
             await store.mark_cycle(name, now, success=False)
+            log.info("poll.held", error=str(error))
             return
         events = []
         if state.unreachable_since is None:
             events.append(_unreachable(name, str(error), now))
-        self.status[name].unreachable = True
+        status.unreachable = True
         await store.mark_cycle(name, now, success=False, events=events, unreachable=True)
         log.warning("poll.failed", error=str(error))
 
