@@ -208,3 +208,14 @@ async def test_a_writer_paused_inside_its_transaction_cannot_hold_up_the_take_ov
         finally:
             await old.aclose()
             await new.aclose()
+
+
+async def test_events_written_by_one_replica_wake_anothers_listener() -> None:
+    """LISTEN/NOTIFY: a commit with events on one store reaches a listener on another."""
+    async with fresh_schema() as schema, stores(schema, 2) as (writer_store, listener_store):
+        await writer_store.migrate()
+        heard = asyncio.Event()
+        async with listener_store.listen(heard.set):
+            await writer_store.add_events([Event(id="e", type="t", subject="s", time=NOW)])
+            async with asyncio.timeout(5):
+                await heard.wait()
