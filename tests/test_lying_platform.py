@@ -83,6 +83,7 @@ async def test_a_billion_workspaces_and_half_a_gigabyte_leave_warden_small(tmp_p
                     assert health.status == 200
         listed = [e for e in warden.events("cycle.finished") if e.get("provider") == "liar"]
         peak = peak_rss_mib(warden.process.pid)
+        print(f"peak RSS {peak:.0f} MiB; requests per listing: {[e['requests'] for e in listed]}")
         warden.signal(signal.SIGTERM)
         with anyio.fail_after(10):
             code = await warden.process.wait()
