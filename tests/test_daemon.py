@@ -435,3 +435,26 @@ async def test_a_failing_platform_opens_the_circuit_and_later_actions_wait(rig: 
     assert all("circuit is open" in why for _, why in result.outcome.deferred)
     assert held == []  # waiting is quiet: each failure was told, the circuit is logged
     assert len(builds(rig.sim)) == 5  # once each, none after the circuit opened
+
+
+async def test_plan_is_the_cycle_with_writes_off_holds_included(rig: Rig):
+    """`warden plan` shows what the rails would hold, and writes nothing at all."""
+    rig.policy_file.write_text(
+        rig.policy_file.read_text()
+        .replace("max_percent_per_cycle: 100%", "max_percent_per_cycle: 25%")
+        .replace("    warn_before: 15m\n", "")
+    )
+    for i in range(8):
+        rig.add(f"idle-{i}", last_used_at=rig.clock() - 3 * H)
+    async with rig.daemon() as daemon:
+        [name] = daemon.providers
+        planned = await daemon.plan(name)
+        assert daemon.store is not None
+        events = await events_of(daemon)
+        rows = await daemon.store.list_workspaces()
+        actions = await daemon.store.pending_actions()
+    assert len(planned.outcome.held) == 8  # the surge rail, as a run would apply it
+    assert events == []
+    assert rows == []
+    assert actions == []
+    assert builds(rig.sim) == []
