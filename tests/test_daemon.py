@@ -458,3 +458,21 @@ async def test_plan_is_the_cycle_with_writes_off_holds_included(rig: Rig):
     assert rows == []
     assert actions == []
     assert builds(rig.sim) == []
+
+
+async def test_a_due_cycle_reads_only_what_falls_due_and_acts_on_it(rig: Rig):
+    """The exact-time cycle between polls: no listing, one read of the due workspace."""
+    idle = rig.add("idle", last_used_at=rig.clock() - 3 * H)
+    for i in range(30):
+        rig.add(f"busy-{i}")
+    async with rig.daemon() as daemon:
+        [polled] = await daemon.run_cycle()
+        assert polled.next_due == rig.clock() + 15 * M  # the warning's deadline
+        rig.sim.clear_log()
+        rig.clock.advance(minutes=15)
+        result = await daemon.run_provider_cycle("coder", due=True)
+    assert [d.workspace for d in result.outcome.done] == [idle]
+    assert sorted(rig.sim.calls) == sorted(
+        [("GET", f"/api/v2/workspaces/{idle.native}")] * 2  # read again, then the fresh read
+        + [("POST", f"/api/v2/workspaces/{idle.native}/builds")]
+    )

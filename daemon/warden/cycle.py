@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import structlog
 
 from warden.actuator import DISRUPTIVE, Actuator, Cycle, CycleOutcome
@@ -55,15 +56,15 @@ from warden.model import (
 from warden.policy.decide import (
     Rules,
     decide,
+    due_times,
     effect_seen,
     kill_switch_names,
-    next_due,
     sample_window,
     still_stands,
 )
 from warden.policy.loader import PolicySet
 from warden.policy.selector import server_filter
-from warden.providers.base import Capability, ListFilter, Observation, Provider
+from warden.providers.base import Capability, ListFilter, Observation, Provider, Skipped
 from warden.rails import Announced, RailInputs, RailsResult, Router, announcement, apply_rails
 from warden.retry import ACTIONS
 from warden.spend.cycle import accruals_for
@@ -77,6 +78,7 @@ log = structlog.get_logger(__name__)
 SPEND_GAP_LIMIT = timedelta(minutes=10)  # longer unobserved stretches accrue as estimated
 USUAL_WINDOW = timedelta(days=7)  # a policy's usual share: the most it did in a cycle lately
 DELIVERY_RECHECK = timedelta(seconds=1)  # an action waiting for its warning asks again
+DUE_SLACK = timedelta(seconds=0.5)  # a due cycle takes what falls due this soon, too
 
 
 @dataclass(slots=True)
@@ -144,6 +146,8 @@ class Pipeline:
         self._router = router
         self._dry_run = dry_run
         self.status: dict[str, ProviderStatus] = {}
+        # Per provider: when each workspace's decision changes without new facts.
+        self.due: dict[str, dict[WorkspaceId, datetime]] = {}
         self.configure(policies)
 
     def configure(self, policies: PolicySet) -> None:
@@ -155,8 +159,12 @@ class Pipeline:
 
     # ------------------------------------------------------------ the whole cycle
 
-    async def run(self, provider: Provider, now: datetime, *, writes: bool = True) -> CycleResult:
-        """One cycle of `provider` at `now`; with `writes` off, the plan of one."""
+    async def run(
+        self, provider: Provider, now: datetime, *, writes: bool = True, due: bool = False
+    ) -> CycleResult:
+        """One cycle of `provider` at `now`; with `writes` off, the plan of one. With
+        `due`, only the workspaces falling due now are read again and decided (a due
+        cycle: a few requests, whatever the fleet's size), not the whole listing."""
         name = provider.name
         if not writes:
             return await self._cycle(provider, self.store, now, writes=False)
@@ -165,7 +173,10 @@ class Pipeline:
             self._watched(name)
             return CycleResult(name, None, standby=True)
         try:
-            return await self._cycle(provider, self.store.with_fence(fence), now, writes=True)
+            store = self.store.with_fence(fence)
+            if due:
+                return await self._due_cycle(provider, store, now)
+            return await self._cycle(provider, store, now, writes=True)
         except (Fenced, LeaseLapsed) as e:
             self.leadership.fenced(str(e))
             await self._tell_fenced(now)
@@ -202,7 +213,7 @@ class Pipeline:
         await self.tell(
             provider, store, observation, decisions, result.outcome, settled, inputs, now
         )
-        result.next_due = self._next_due(observation, memory, result.outcome, railed, now)
+        result.next_due = self._keep_due(name, observation, memory, result.outcome, railed, now)
         phases.mark("tell")
         log.info(
             "cycle.finished",
@@ -214,6 +225,66 @@ class Pipeline:
             seconds=phases.seconds,
         )
         return result
+
+    async def _due_cycle(self, provider: Provider, store: Store, now: datetime) -> CycleResult:
+        """Read again only what falls due now, decide and act on it: the exact-time
+        cycle between polls. It moves no `since` and judges no listing; budgets are
+        reviewed at the polls."""
+        name, phases = provider.name, Phases()
+        due = self.due.setdefault(name, {})
+        ids = sorted(ws for ws, at in due.items() if at <= now + DUE_SLACK)
+        if not ids:
+            return CycleResult(name, None, next_due=min(due.values(), default=None))
+        state = await store.cycle_state(name)
+        observation = await self._read_again(provider, ids, now)
+        phases.mark("list")
+        natives = [ws.native for ws in ids]
+        await store.record_observation(name, observation.workspaces, now)
+        window = sample_window(self.rules)
+        since = now - window if window else None
+        memory = await store.load_memory(name, samples_since=since, only=natives)
+        phases.mark("remember")
+        decisions, _settled = self.decide(provider, observation, memory, Review(), state, now)
+        inputs = await self.rail_inputs(provider, store, state, observation, decisions, memory, now)
+        railed = apply_rails(decisions, inputs, self.rules.settings, memory, now=now)
+        phases.mark("decide")
+        outcome = await self.act(provider, store, observation, memory, railed, inputs, state, now)
+        phases.mark("act")
+        await self._move_backoffs(store, decisions, outcome, inputs, now, among=set(ids))
+        self._count_actions(outcome, now)
+        for ws in ids:
+            due.pop(ws, None)
+        next_due = self._keep_due(name, observation, memory, outcome, railed, now, merge=True)
+        phases.mark("tell")
+        log.info(
+            "cycle.due",
+            workspaces=len(observation.workspaces),
+            decisions=len(decisions),
+            acted=len(outcome.done),
+            seconds=phases.seconds,
+        )
+        result = CycleResult(name, observation, decisions, outcome, next_due=next_due)
+        result.seconds = phases.seconds
+        return result
+
+    async def _read_again(
+        self, provider: Provider, ids: Sequence[WorkspaceId], now: datetime
+    ) -> Observation:
+        """Each workspace read on its own; one that cannot be read is left for the poll."""
+        found: list[Workspace] = []
+        skipped: list[Skipped] = []
+
+        async def read(ws: WorkspaceId) -> None:
+            try:
+                found.append(await provider.refresh(ws.native, now=now))
+            except ProviderError as e:  # a gone or unreadable workspace waits for the poll
+                skipped.append(Skipped(ws.native, f"read again when due: {e}"))
+
+        async with anyio.create_task_group() as tg:
+            for ws in ids:
+                tg.start_soon(read, ws)
+        found.sort(key=lambda w: w.id)
+        return Observation(provider.name, now, found, skipped, requests=len(ids), complete=False)
 
     # ------------------------------------------------------------ observe
 
@@ -599,9 +670,11 @@ class Pipeline:
         outcome: CycleOutcome,
         inputs: RailInputs,
         now: datetime,
+        *,
+        among: set[WorkspaceId] | None = None,
     ) -> None:
         """A failure moves its action's next attempt out; a success, or an action no
-        longer wanted, ends its episode."""
+        longer wanted, ends its episode (`among`: only these workspaces were decided)."""
         changed = []
         for decision, error in outcome.failed:
             assert decision.verb is not None
@@ -624,7 +697,11 @@ class Pipeline:
         await ep.save_retries(store, changed)
         wanted = {(d.workspace, d.policy, d.verb) for d in decisions if d.kind is DecisionKind.ACT}
         done = {(d.workspace, d.policy, d.verb) for d in outcome.done}
-        ended = [key for key in inputs.retries if key in done or key not in wanted]
+        ended = [
+            key
+            for key in inputs.retries
+            if (among is None or key[0] in among) and (key in done or key not in wanted)
+        ]
         await ep.end_retries(store, ended)
 
     async def _account_stops(
@@ -660,21 +737,30 @@ class Pipeline:
         for decision, _why in outcome.held:
             self.metrics.action(decision.policy, str(decision.verb), "held")
 
-    def _next_due(
+    def _keep_due(
         self,
+        name: str,
         observation: Observation,
         memory: Mapping[WorkspaceId, Memory],
         outcome: CycleOutcome,
         railed: RailsResult,
         now: datetime,
+        *,
+        merge: bool = False,
     ) -> datetime | None:
-        """When a decision changes without new facts: from the memory as the cycle left it."""
+        """When each workspace's decision changes without new facts, from the memory as
+        the cycle left it (no second read), kept per provider for the due cycles; the
+        earliest. A full cycle replaces the set; a due cycle merges its workspaces in."""
         after = memory_after(memory, outcome, now)
-        due = next_due(self.rules, observation.workspaces, after, now=now)
+        found = due_times(self.rules, observation.workspaces, after, now=now)
         if railed.waits_for_delivery:
-            soon = now + DELIVERY_RECHECK
-            due = soon if due is None else min(due, soon)
-        return due
+            waiting = {d.workspace for d, why in railed.waiting if "warning" in why}
+            found.update(dict.fromkeys(waiting, now + DELIVERY_RECHECK))
+        if merge:
+            self.due.setdefault(name, {}).update(found)
+        else:
+            self.due[name] = found
+        return min(self.due[name].values(), default=None)
 
     async def _tell_fenced(self, now: datetime) -> None:
         """Say so: this replica stops acting. Written unfenced, as a plain report."""

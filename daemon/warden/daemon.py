@@ -283,12 +283,15 @@ class Daemon:
         now = now or self._clock()
         return [await self.run_provider_cycle(name, now) for name in list(self.providers)]
 
-    async def run_provider_cycle(self, name: str, now: datetime | None = None) -> CycleResult:
-        """The pipeline for one provider; then the exact-time job for what falls due."""
+    async def run_provider_cycle(
+        self, name: str, now: datetime | None = None, *, due: bool = False
+    ) -> CycleResult:
+        """The pipeline for one provider (with `due`, only for what falls due now); then
+        the exact-time job for what falls due next."""
         now = now or self._clock()
         with structlog.contextvars.bound_contextvars(provider=name):
             async with self._locks[name]:
-                result = await self._pipeline().run(self.providers[name], now)
+                result = await self._pipeline().run(self.providers[name], now, due=due)
         if result.standby:
             await self._standby_status(name)
         self._schedule_due_job(name, result, now)
@@ -420,16 +423,19 @@ class Daemon:
             await poller.poll_once(now)
 
     def _schedule_due_job(self, name: str, result: CycleResult, now: datetime) -> None:
-        """An exact-time cycle for what falls due before the next poll: a warning's
-        deadline, a snooze's end, an idle or lifetime limit (rebuilt from the store,
-        since every cycle reads its memory, so a restart loses none)."""
+        """One exact-time job per provider, for the earliest of what falls due before the
+        next poll: a warning's deadline, a snooze's end, an idle or lifetime limit. It
+        runs a due cycle, which reads again only the workspaces due then (so it acts
+        within a second at any fleet size) and schedules the next. The due times are
+        rebuilt from the store by every poll, so a restart loses none."""
         if self._scheduler is None or not self._scheduler.running or result.next_due is None:
             return
         if result.next_due < now + self.policies.providers[name].poll_interval:
             self._scheduler.add_job(
                 self.run_provider_cycle,
-                DateTrigger(run_date=result.next_due + timedelta(seconds=0.2)),
+                DateTrigger(run_date=max(result.next_due, now)),
                 args=[name],
+                kwargs={"due": True},
                 id=f"due:{name}",
                 replace_existing=True,
                 misfire_grace_time=60,

@@ -64,13 +64,27 @@ def next_due(
     A warning falling due (or its snooze ending), an idle or lifetime limit being
     reached (less the warning's lead): the daemon runs a cycle then, not at the next poll.
     """
-    moments: list[datetime] = []
+    return min(due_times(rules, workspaces, memory, now=now).values(), default=None)
+
+
+def due_times(
+    rules: Rules,
+    workspaces: Sequence[Workspace],
+    memory: Mapping[WorkspaceId, Memory],
+    *,
+    now: datetime,
+) -> dict[WorkspaceId, datetime]:
+    """For each workspace whose decision changes after `now` without new facts, when."""
+    found: dict[WorkspaceId, datetime] = {}
     for ws in workspaces:
         mem = memory.get(ws.id, EMPTY_MEMORY)
-        moments.extend(max(w.due_at, mem.snoozed_until or w.due_at) for w in mem.warnings.values())
+        moments = [max(w.due_at, mem.snoozed_until or w.due_at) for w in mem.warnings.values()]
         if ws.state is State.RUNNING:
             moments.extend(_crossings(rules, ws, mem, now=now))
-    return min((t for t in moments if t > now), default=None)
+        later = [t for t in moments if t > now]
+        if later:
+            found[ws.id] = min(later)
+    return found
 
 
 def _crossings(rules: Rules, ws: Workspace, mem: Memory, *, now: datetime) -> list[datetime]:

@@ -49,14 +49,18 @@ async def write_samples(
     await conn.execute(delete(t).where(t.c.provider == provider, t.c.at < now - RETENTION))
 
 
-async def read_samples(conn: AsyncConnection, provider: str, since: datetime) -> Samples:
-    """Samples of `provider` since `since`, oldest first, by workspace and metric."""
+async def read_samples(
+    conn: AsyncConnection, provider: str, since: datetime, *, only: Sequence[str] | None = None
+) -> Samples:
+    """Samples of `provider` (or of only these native ids) since `since`, oldest first,
+    by workspace and metric."""
     t = db.utilisation_samples
-    rows = await conn.execute(
-        select(t.c.native_id, t.c.metric, t.c.at, t.c.value)
-        .where(t.c.provider == provider, t.c.at >= since)
-        .order_by(t.c.native_id, t.c.metric, t.c.at)
+    query = select(t.c.native_id, t.c.metric, t.c.at, t.c.value).where(
+        t.c.provider == provider, t.c.at >= since
     )
+    if only is not None:
+        query = query.where(t.c.native_id.in_(list(only)))
+    rows = await conn.execute(query.order_by(t.c.native_id, t.c.metric, t.c.at))
     found: Samples = defaultdict(lambda: defaultdict(list))
     for row in rows:
         found[WorkspaceId(provider, row.native_id)][row.metric].append((row.at, row.value))

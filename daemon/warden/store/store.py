@@ -301,21 +301,32 @@ class Store:
         )
 
     async def load_memory(
-        self, provider: str, *, samples_since: datetime | None = None
+        self,
+        provider: str,
+        *,
+        samples_since: datetime | None = None,
+        only: Sequence[str] | None = None,
     ) -> dict[WorkspaceId, Memory]:
-        """Everything remembered about `provider`'s workspaces, as `Memory` values.
+        """Everything remembered about `provider`'s workspaces (or only those native ids),
+        as `Memory` values.
 
         Utilisation samples are read only when asked for (`samples_since`): only
         gpu_below / cpu_below policies need them.
         """
         async with self._read() as conn:
-            samples = await read_samples(conn, provider, samples_since) if samples_since else {}
+            samples = (
+                await read_samples(conn, provider, samples_since, only=only)
+                if samples_since
+                else {}
+            )
             rows = (
-                await conn.execute(select(db.workspaces).where(_of(db.workspaces, provider)))
+                await conn.execute(
+                    select(db.workspaces).where(_of(db.workspaces, provider, only))
+                )
             ).all()
-            given = await _warnings_by_workspace(conn, provider)
-            used = await _extensions_by_workspace(conn, provider)
-            keys = await _last_action_keys(conn, provider)
+            given = await _warnings_by_workspace(conn, provider, only)
+            used = await _extensions_by_workspace(conn, provider, only)
+            keys = await _last_action_keys(conn, provider, only)
         memory = {
             workspace_id_of(row): memory_of(row, given.pop(workspace_id_of(row), {}), used, keys)
             for row in rows
@@ -1047,9 +1058,9 @@ async def _forget_period(conn: AsyncConnection, renewed: list[dict[str, str]]) -
 
 
 async def _warnings_by_workspace(
-    conn: AsyncConnection, provider: str
+    conn: AsyncConnection, provider: str, only: Sequence[str] | None = None
 ) -> dict[WorkspaceId, dict[str, Warning]]:
-    rows = (await conn.execute(select(db.warnings).where(_of(db.warnings, provider)))).all()
+    rows = (await conn.execute(select(db.warnings).where(_of(db.warnings, provider, only)))).all()
     found: dict[WorkspaceId, dict[str, Warning]] = defaultdict(dict)
     for row in rows:
         found[workspace_id_of(row)][row.policy] = warning_of(row)
@@ -1057,19 +1068,23 @@ async def _warnings_by_workspace(
 
 
 async def _extensions_by_workspace(
-    conn: AsyncConnection, provider: str
+    conn: AsyncConnection, provider: str, only: Sequence[str] | None = None
 ) -> dict[WorkspaceId, dict[str, int]]:
-    rows = (await conn.execute(select(db.extensions).where(_of(db.extensions, provider)))).all()
+    rows = (
+        await conn.execute(select(db.extensions).where(_of(db.extensions, provider, only)))
+    ).all()
     found: dict[WorkspaceId, dict[str, int]] = defaultdict(dict)
     for row in rows:
         found[workspace_id_of(row)][row.policy] = row.used
     return found
 
 
-async def _last_action_keys(conn: AsyncConnection, provider: str) -> dict[WorkspaceId, str]:
+async def _last_action_keys(
+    conn: AsyncConnection, provider: str, only: Sequence[str] | None = None
+) -> dict[WorkspaceId, str]:
     latest = (
         select(func.max(db.actions.c.id))
-        .where(db.actions.c.provider == provider)
+        .where(_of(db.actions, provider, only))
         .group_by(db.actions.c.native_id)
     )
     query = select(
@@ -1087,8 +1102,11 @@ async def _why_not_pending(conn: AsyncConnection, key: str) -> str:
     return f"the action {key!r} is already {outcome}"
 
 
-def _of(table: Table, provider: str) -> ColumnElement[bool]:
-    return table.c.provider == provider
+def _of(table: Table, provider: str, only: Sequence[str] | None = None) -> ColumnElement[bool]:
+    """The rows of `provider` (of only these native ids, when given)."""
+    if only is None:
+        return table.c.provider == provider
+    return and_(table.c.provider == provider, table.c.native_id.in_(list(only)))
 
 
 def _is(table: Table, ws: WorkspaceId) -> ColumnElement[bool]:
