@@ -133,7 +133,7 @@ class Pipeline:
         policies: PolicySet,
         actuator: Actuator,
         budgets: BudgetKeeper,
-        leadership: Leadership,
+        leases: Callable[[str], Leadership],
         metrics: Metrics,
         router: Callable[[], Router | None] = lambda: None,
         dry_run: Callable[[], bool] = lambda: False,
@@ -141,7 +141,7 @@ class Pipeline:
         self.store = store
         self.actuator = actuator
         self.budgets = budgets
-        self.leadership = leadership
+        self.lease = leases  # the lease of a provider's shard: its cycles' fence
         self.metrics = metrics
         self._router = router
         self._dry_run = dry_run
@@ -168,7 +168,8 @@ class Pipeline:
         name = provider.name
         if not writes:
             return await self._cycle(provider, self.store, now, writes=False)
-        fence = await self.leadership.ensure(now)
+        lease = self.lease(name)
+        fence = await lease.ensure(now, take=False)
         if fence is None:
             self._watched(name)
             return CycleResult(name, None, standby=True)
@@ -178,8 +179,8 @@ class Pipeline:
                 return await self._due_cycle(provider, store, now)
             return await self._cycle(provider, store, now, writes=True)
         except (Fenced, LeaseLapsed) as e:
-            self.leadership.fenced(str(e))
-            await self._tell_fenced(now)
+            lease.fenced(str(e))
+            await self._tell_fenced(lease, now)
             return CycleResult(name, None, error=str(e))
 
     async def _cycle(
@@ -600,7 +601,7 @@ class Pipeline:
             since=state.last_success_at,
             dry_run=self._dry_run() or bool(config and config.dry_run),
             store=store,
-            lease_check=self.leadership.check,
+            lease_check=self.lease(provider.name).check,
         )
 
     # ------------------------------------------------------------ tell
@@ -762,17 +763,12 @@ class Pipeline:
             self.due[name] = found
         return min(self.due[name].values(), default=None)
 
-    async def _tell_fenced(self, now: datetime) -> None:
-        """Say so: this replica stops acting. Written unfenced, as a plain report."""
-        data = {"replica": self.leadership.holder, "lease": self.leadership.lease, "epoch": 0}
+    async def _tell_fenced(self, lease: Leadership, now: datetime) -> None:
+        """Say so: this replica stops acting here. Written unfenced, as a plain report."""
+        data = {"replica": lease.holder, "lease": lease.lease, "epoch": 0}
+        event = ev.new_event(ev.REPLICA_FENCED, f"replicas/{lease.holder}", now=now, data=data)
         try:
-            await self.store.add_events(
-                [
-                    ev.new_event(
-                        ev.REPLICA_FENCED, f"replicas/{self.leadership.holder}", now=now, data=data
-                    )
-                ]
-            )
+            await self.store.add_events([event])
         except Exception as e:  # the database may be what failed: the log says it all
             log.error("lease.fenced_report_failed", error=str(e))
 

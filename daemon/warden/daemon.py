@@ -57,6 +57,7 @@ from warden.providers.registry import build_provider, capability_names
 from warden.retry import Sleep
 from warden.sdnotify import Notifier
 from warden.server import serve_admin
+from warden.shards import Shards
 from warden.settings import Settings, policy_environment
 from warden.spend.feeds import FeedPoller
 from warden.store import Store
@@ -155,7 +156,8 @@ class Daemon:
         self._http: aiohttp.ClientSession | None = None
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
-        self.leadership: Leadership | None = None
+        self.leadership: Leadership | None = None  # the coordinator: delivery and feeds
+        self.shards: Shards  # the providers this replica polls and acts for
         self.dispatcher: Dispatcher | None = None
         self.snooze_links: SnoozeLinks | None = None
         self.dry_run = settings.dry_run
@@ -163,6 +165,7 @@ class Daemon:
         self._leading_changed = anyio.Event()  # wakes delivery when leadership changes
         self.metrics = metrics or Metrics()
         self._in_flight = InFlight()  # lease renewals, feed polls, policy watches
+        self._balanced = False  # whether a balance round has claimed this replica's shards
         # The signal that ended serve(), if one did: `warden run` exits 130 after SIGINT.
         self.stopped_by: signal.Signals | None = None
 
@@ -191,6 +194,7 @@ class Daemon:
             clock=self._clock,
         )
         self.leadership.on_change(self._leadership_changed)
+        self.shards = Shards(store, holder=self.settings.replica_id, ttl=ttl, clock=self._clock)
         self.dispatcher = Dispatcher(
             store,
             sinks=self.policies.sinks,
@@ -213,7 +217,7 @@ class Daemon:
             policies=self.policies,
             actuator=Actuator(links=links),
             budgets=BudgetKeeper(store),
-            leadership=self.leadership,
+            leases=self.shards.lease,
             metrics=self.metrics,
             router=lambda: self.dispatcher.routes if self.dispatcher else None,
             dry_run=lambda: self.dry_run,
@@ -237,6 +241,7 @@ class Daemon:
         if self.store is not None:
             if self.leadership is not None:  # a standby takes over now, not at expiry
                 with anyio.move_on_after(2):
+                    await self.shards.release_all()
                     await self.leadership.release()
             await self.store.aclose()
 
@@ -279,8 +284,11 @@ class Daemon:
     # ------------------------------------------------------------ cycles
 
     async def run_cycle(self, now: datetime | None = None) -> list[CycleResult]:
-        """One cycle of every provider, one after another, at one `now`."""
+        """One cycle of every provider, one after another, at one `now` (without the
+        scheduler, as in tests and `run --once`, a balance round first)."""
         now = now or self._clock()
+        if self._scheduler is None or not self._scheduler.running:
+            await self.balance(now)
         return [await self.run_provider_cycle(name, now) for name in list(self.providers)]
 
     async def run_provider_cycle(
@@ -289,6 +297,8 @@ class Daemon:
         """The pipeline for one provider (with `due`, only for what falls due now); then
         the exact-time job for what falls due next."""
         now = now or self._clock()
+        if not self._balanced:  # no shard claimed yet: the first poll may come first
+            await self.balance(now)
         with structlog.contextvars.bound_contextvars(provider=name):
             async with self._locks[name]:
                 result = await self._pipeline().run(self.providers[name], now, due=due)
@@ -314,7 +324,7 @@ class Daemon:
     # ------------------------------------------------------------ leadership and delivery
 
     async def renew_lease(self, now: datetime | None = None) -> bool:
-        """Take or keep the leader lease; with several replicas on one database, one acts."""
+        """Take or keep the coordinator's lease (delivery, spend feeds): one replica."""
         assert self.leadership is not None
         async with self._in_flight.job():
             try:
@@ -322,6 +332,25 @@ class Daemon:
             except Exception as e:  # the database is down: the local deadline decides
                 log.warning("lease.renew_failed", error=excerpt(f"{type(e).__name__}: {e}"))
         return self.leader
+
+    async def balance(self, now: datetime | None = None) -> list[str]:
+        """The coordinator's lease, then a balance round of the providers' shards."""
+        now = now or self._clock()
+        self._balanced = True
+        await self.renew_lease(now)
+        async with self._in_flight.job():
+            try:
+                return await self.shards.balance(
+                    list(self.providers), release=self._release_shard, now=now
+                )
+            except Exception as e:  # the database is down: the local deadlines decide
+                log.warning("shards.balance_failed", error=excerpt(f"{type(e).__name__}: {e}"))
+                return self.shards.held()
+
+    async def _release_shard(self, name: str, lease: Leadership) -> None:
+        """Let a shard go once its cycle under way (if any) has finished."""
+        async with self._locks.setdefault(name, anyio.Lock()):
+            await lease.release()
 
     def _leadership_changed(self, fence: Fence | None) -> None:
         self._notifier.status("leading" if fence is not None else "standing by")
@@ -370,7 +399,7 @@ class Daemon:
             coalesce=True,
         )
         self._scheduler.add_job(
-            self.renew_lease,
+            self.balance,
             IntervalTrigger(seconds=self.settings.lease_ttl / 3),
             id="lease",
             max_instances=1,
@@ -542,7 +571,7 @@ class Daemon:
             )
             tg.start_soon(self._deliver_while_leading, stop)
             tg.start_soon(self._listen_for_events, stop)
-            await self.renew_lease()  # leading before the first poll: delivery starts now
+            await self.balance()  # before the first poll: delivery and shards start now
             self.start_scheduler()
             tg.start_soon(self._signals, stop)
             tg.start_soon(self._watchdog)

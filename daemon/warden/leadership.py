@@ -24,7 +24,7 @@ import structlog
 from warden.clock import Clock, monotonic, utc_now
 from warden.errors import WardenError
 from warden.store import Store
-from warden.store.lease import Fence
+from warden.store.lease import Fence, Grant
 
 log = structlog.get_logger(__name__)
 
@@ -89,11 +89,21 @@ class Leadership:
         self._change(fence, "lease.acquired")
         return fence
 
-    async def ensure(self, now: datetime | None = None) -> Fence | None:
-        """The fence, renewing first when less than a third of the lease is left."""
+    async def ensure(self, now: datetime | None = None, *, take: bool = True) -> Fence | None:
+        """The fence, renewing first when less than a third of the lease is left. With
+        `take` off (a shard, which only balancing claims), a lease not held stays so."""
         if self.fence is not None and self.remaining() > self.ttl.total_seconds() / 3:
             return self._fence
+        if not take and self._fence is None:
+            return None
         return await self.renew(now)
+
+    def granted(self, grant: Grant, *, sent_at: float) -> Fence:
+        """A lease claimed elsewhere (a balance round) is now this one's to act under."""
+        fence = Fence(self.lease, grant.holder, grant.epoch)
+        self._deadline = sent_at + (self.ttl - self.margin).total_seconds()
+        self._change(fence, "lease.acquired")
+        return fence
 
     def check(self) -> Fence:
         """Right before a platform mutation: the fence, or LeaseLapsed."""

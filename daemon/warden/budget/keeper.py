@@ -36,6 +36,7 @@ from warden.store import Store
 log = structlog.get_logger(__name__)
 
 UNDOES = {Verb.RESUME: Verb.STOP, Verb.RELEASE: Verb.KILL_SWITCH, Verb.RESTORE: Verb.THROTTLE}
+BUDGETS_LOCK = "budgets"  # budget windows are read, changed and written whole: one at a time
 FEED_BURN = timedelta(hours=1)  # fed spend this recent counts as the scope's hourly burn
 FEED_WHOLE_PROVIDER = "-"  # the workspace of a fed record that names none
 Settled = tuple[WindowKey, Acted]  # an action with nothing left to undo
@@ -58,10 +59,11 @@ def ledger_zones(budgets: Iterable[BudgetPolicy]) -> tuple[str, ...]:
 class BudgetKeeper:
     """Reviews and remembers budget windows, one provider's cycle at a time.
 
-    Providers' cycles run concurrently, but a window's state is read, changed and
-    written back whole: the lock makes each review and each remember atomic, so that
-    two cycles can neither fire one threshold twice nor lose each other's actions.
-    (Only the leader runs cycles, so one process is enough to serialise.)
+    Providers' cycles run concurrently, on one replica or on several (each provider's
+    shard may be held by another), but a window's state is read, changed and written
+    back whole: the lock (in the process, and across replicas `store.exclusive`, a
+    PostgreSQL advisory lock) makes each review and each remember atomic, so that two
+    cycles can neither fire one threshold twice nor lose each other's actions.
     """
 
     def __init__(self, store: Store) -> None:
@@ -84,7 +86,7 @@ class BudgetKeeper:
         """
         if not budgets:
             return Review()
-        async with self._lock:
+        async with self._lock, self._store.exclusive(BUDGETS_LOCK):
             return await self._review(budgets, now, observed, store or self._store, save)
 
     async def _review(
@@ -206,7 +208,7 @@ class BudgetKeeper:
         """Record the budgets' actions that succeeded (and undos), in one transaction."""
         if not budgets or not (outcome.done or settled):
             return
-        async with self._lock:
+        async with self._lock, self._store.exclusive(BUDGETS_LOCK):
             await self._remember(outcome, settled, budgets, now, store or self._store)
 
     async def _remember(

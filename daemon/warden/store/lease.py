@@ -117,3 +117,55 @@ async def holders(conn: AsyncConnection) -> list[Grant]:
     """Every lease as it stands, for the admin API and tests."""
     rows = (await conn.execute(select(leases).order_by(leases.c.name))).all()
     return [Grant(r.name, r.holder, r.epoch, r.expires_at) for r in rows]
+
+
+async def claim_free(
+    conn: AsyncConnection,
+    *,
+    names: list[str],
+    holder: str,
+    now: datetime,
+    ttl: timedelta,
+    limit: int,
+) -> list[Grant]:
+    """Take up to `limit` of the leases `names` that nobody holds (lapsed or never
+    taken), each with its epoch raised: how a replica claims shards.
+
+    Missing rows are created lapsed first. On PostgreSQL the free rows are picked
+    `FOR UPDATE SKIP LOCKED`, so replicas claiming at once take different shards
+    instead of queueing on the same rows; SQLite has one writer at a time anyway.
+    """
+    if limit <= 0 or not names:
+        return []
+    missing = upsert(leases, conn.dialect.name).on_conflict_do_nothing(
+        index_elements=[leases.c.name]
+    )
+    await conn.execute(
+        missing, [{"name": n, "holder": "", "expires_at": LAPSED, "epoch": 0} for n in names]
+    )
+    free = (
+        select(leases.c.name)
+        .where(leases.c.name.in_(names), leases.c.expires_at <= now)
+        .order_by(leases.c.name)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        free = free.with_for_update(skip_locked=True)
+    chosen = [row.name for row in await conn.execute(free)]
+    if not chosen:
+        return []
+    taken = await conn.execute(
+        update(leases)
+        .where(leases.c.name.in_(chosen), leases.c.expires_at <= now)
+        .values(holder=holder, expires_at=now + ttl, epoch=leases.c.epoch + 1)
+        .returning(leases.c.name, leases.c.holder, leases.c.epoch, leases.c.expires_at)
+    )
+    return [Grant(r.name, r.holder, r.epoch, r.expires_at) for r in taken]
+
+
+async def live_holders(conn: AsyncConnection, *, prefix: str, now: datetime) -> list[str]:
+    """The holders of unexpired leases whose name starts with `prefix` (presence rows)."""
+    query = select(leases.c.holder).where(
+        leases.c.name.startswith(prefix, autoescape=True), leases.c.expires_at > now
+    )
+    return sorted({row.holder for row in await conn.execute(query)})

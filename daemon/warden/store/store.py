@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -1008,6 +1009,33 @@ class Store:
         """Give up the lease if `holder` has it; True if it did."""
         async with self._writer.begin() as conn:
             return await lease.release(conn, name=name, holder=holder)
+
+    async def claim_leases(
+        self, names: list[str], holder: str, now: datetime, ttl: timedelta, *, limit: int
+    ) -> list[Grant]:
+        """Take up to `limit` of the free leases among `names` (see `lease.claim_free`)."""
+        async with self._writer.begin() as conn:
+            return await lease.claim_free(
+                conn, names=names, holder=holder, now=now, ttl=ttl, limit=limit
+            )
+
+    async def live_holders(self, prefix: str, now: datetime) -> list[str]:
+        """Who holds an unexpired lease named `prefix…`: the replicas alive, by presence."""
+        async with self._read() as conn:
+            return await lease.live_holders(conn, prefix=prefix, now=now)
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold a cross-replica lock named `name` for the block (PostgreSQL: a
+        transaction-scoped advisory lock, released if this replica stalls, see
+        `stalled_after`); on SQLite one process runs, and this holds nothing."""
+        if self._dialect != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        async with self._writer.begin() as conn:
+            await _advisory_lock(conn, key)
+            yield
 
     async def leases(self) -> list[Grant]:
         """Every lease as it stands: holder, epoch, expiry."""
