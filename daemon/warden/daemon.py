@@ -57,8 +57,8 @@ from warden.providers.registry import build_provider, capability_names
 from warden.retry import Sleep
 from warden.sdnotify import Notifier
 from warden.server import serve_admin
-from warden.shards import Shards
 from warden.settings import Settings, policy_environment
+from warden.shards import Shards
 from warden.spend.feeds import FeedPoller
 from warden.store import Store
 from warden.store.lease import Fence
@@ -179,6 +179,7 @@ class Daemon:
             # for longer than its lease: the server ends such a session (PostgreSQL).
             self.settings.effective_database_url,
             stalled_after=min(STALLED_TRANSACTION, ttl / 2),
+            replica=self.settings.replica_id,
         )
         await store.migrate()
         store.on_events_written(self._events_written)

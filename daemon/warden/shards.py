@@ -91,7 +91,9 @@ class Shards:
                 await self.lease(name).renew(now)
         for name in [n for n in self.held() if n not in providers]:  # removed by a reload
             await release(name, self.lease(name))
-        alive = max(len(await self._store.live_holders(PRESENCE, now)), 1)
+        living = await self._store.live_holders(PRESENCE, now)
+        alive = max(len(living), 1)
+        await self._fence_out(providers, living, now)
         share = math.ceil(len(providers) / alive)
         mine = self.held()
         for name in mine[share:]:
@@ -106,6 +108,20 @@ class Shards:
             self.lease(provider).granted(grant, sent_at=sent_at)
             log.info("shard.acquired", provider=provider, epoch=grant.epoch, replicas=alive)
         return self.held()
+
+    async def _fence_out(
+        self, providers: Sequence[str], living: Sequence[str], now: datetime
+    ) -> None:
+        """End the sessions of replicas that let a shard lapse and are not alive: one
+        paused mid-statement would hold the shard's row against the claim."""
+        names = {shard_lease(p) for p in providers}
+        gone = {
+            g.holder
+            for g in await self._store.leases()
+            if g.name in names and g.expires_at <= now and g.holder not in ("", self.holder)
+        } - set(living)
+        if gone and (ended := await self._store.end_sessions_of(sorted(gone))):
+            log.warning("shards.fenced_out", replicas=sorted(gone), sessions=ended)
 
     async def release_all(self) -> None:
         """At shutdown: every shard and the presence lapse now, for the others to take."""

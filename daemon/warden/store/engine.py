@@ -38,7 +38,11 @@ def async_url(url: str) -> URL:
 
 
 def create_engine(
-    url: str, *, schema: str | None = None, stalled_after: timedelta | None = None
+    url: str,
+    *,
+    schema: str | None = None,
+    stalled_after: timedelta | None = None,
+    replica: str | None = None,
 ) -> AsyncEngine:
     """An engine for `url`; `schema` (PostgreSQL only) holds Warden's tables.
 
@@ -47,13 +51,17 @@ def create_engine(
     transactions never wait on anything but the database, so such a session belongs to
     a replica that was paused or cut off mid-write: its fenced write must not hold the
     lease row (FOR SHARE) against the replica taking over, and never commits.
+
+    `replica` (PostgreSQL only) names the sessions (`application_name`), so that the
+    replica taking over a dead or paused one's shards can end its sessions
+    (`Store.end_sessions_of`): a session paused mid-statement is not "idle".
     """
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("a schema is a PostgreSQL setting; SQLite keeps one file")
         return _sqlite_engine(parsed)
-    return _postgres_engine(parsed, schema, stalled_after)
+    return _postgres_engine(parsed, schema, stalled_after, replica)
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:
@@ -89,8 +97,10 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _postgres_engine(url: URL, schema: str | None, stalled_after: timedelta | None) -> AsyncEngine:
-    settings = {"application_name": "warden"}
+def _postgres_engine(
+    url: URL, schema: str | None, stalled_after: timedelta | None, replica: str | None
+) -> AsyncEngine:
+    settings = {"application_name": session_name(replica)}
     if schema is not None:
         settings["search_path"] = schema
     if stalled_after is not None:
@@ -101,6 +111,11 @@ def _postgres_engine(url: URL, schema: str | None, stalled_after: timedelta | No
         pool_pre_ping=True,  # survive a server restart between cycles
         connect_args={"server_settings": settings},
     )
+
+
+def session_name(replica: str | None) -> str:
+    """The `application_name` of a replica's database sessions (at most 63 bytes)."""
+    return f"warden {replica}"[:63] if replica else "warden"
 
 
 def upsert(table: Table, dialect: str) -> PostgresInsert | SqliteInsert:

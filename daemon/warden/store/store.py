@@ -66,7 +66,7 @@ from warden.store.codec import (
     window_state_values,
     workspace_id_of,
 )
-from warden.store.engine import async_url, create_engine, upsert, writer
+from warden.store.engine import async_url, create_engine, session_name, upsert, writer
 from warden.store.errors import ActionNotPending, StoreUnavailable, UnknownWorkspace
 from warden.store.lease import Fence, Grant
 from warden.store.period import Period, next_period
@@ -130,7 +130,12 @@ class Store:
 
     @classmethod
     async def open(
-        cls, url: str, *, schema: str | None = None, stalled_after: timedelta | None = None
+        cls,
+        url: str,
+        *,
+        schema: str | None = None,
+        stalled_after: timedelta | None = None,
+        replica: str | None = None,
     ) -> Store:
         """Connect to `url` (StoreUnavailable if it cannot be reached); no migration.
 
@@ -138,7 +143,7 @@ class Store:
         creates it when missing. `stalled_after`: see `engine.create_engine`.
         """
         _check_sqlite_directory(url)
-        engine = create_engine(url, schema=schema, stalled_after=stalled_after)
+        engine = create_engine(url, schema=schema, stalled_after=stalled_after, replica=replica)
         store = cls(engine, schema=schema)
         try:
             async with store._engine.connect():
@@ -321,9 +326,7 @@ class Store:
                 else {}
             )
             rows = (
-                await conn.execute(
-                    select(db.workspaces).where(_of(db.workspaces, provider, only))
-                )
+                await conn.execute(select(db.workspaces).where(_of(db.workspaces, provider, only)))
             ).all()
             given = await _warnings_by_workspace(conn, provider, only)
             used = await _extensions_by_workspace(conn, provider, only)
@@ -1023,6 +1026,22 @@ class Store:
         """Who holds an unexpired lease named `prefix…`: the replicas alive, by presence."""
         async with self._read() as conn:
             return await lease.live_holders(conn, prefix=prefix, now=now)
+
+    async def end_sessions_of(self, replicas: Sequence[str]) -> int:
+        """End the database sessions of replicas whose leases have lapsed (PostgreSQL),
+        so that a replica paused mid-statement holds no lock against the one taking
+        over; how many were ended. The database role needs the right to signal its own
+        sessions (it has it for sessions of the same role). SQLite: nothing to end."""
+        if self._dialect != "postgresql" or not replicas:
+            return 0
+        query = text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name = ANY(:names)"
+        )
+        names = [session_name(replica) for replica in replicas]
+        async with self._writer.begin() as conn:
+            return int((await conn.execute(query, {"names": names})).scalar_one())
 
     @asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[None]:
