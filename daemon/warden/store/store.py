@@ -282,7 +282,9 @@ class Store:
         undo unless Warden makes it.
         """
         async with self._write() as conn:
-            known = await _periods(conn, provider)
+            # A due cycle's few workspaces need their own periods, not the whole fleet's.
+            few = [ws.id.native for ws in workspaces] if len(workspaces) <= 500 else None
+            known = await _periods(conn, provider, few)
             values, renewed = [], []
             for ws in workspaces:
                 if ws.id.provider != provider:
@@ -1085,10 +1087,12 @@ async def _advisory_lock(conn: AsyncConnection, key: int) -> None:
     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-async def _periods(conn: AsyncConnection, provider: str) -> dict[str, Period]:
+async def _periods(
+    conn: AsyncConnection, provider: str, only: Sequence[str] | None = None
+) -> dict[str, Period]:
     query = select(
         db.workspaces.c.native_id, db.workspaces.c.running_since, db.workspaces.c.started_at
-    ).where(db.workspaces.c.provider == provider)
+    ).where(_of(db.workspaces, provider, only))
     rows = (await conn.execute(query)).all()
     return {row.native_id: Period(row.running_since, row.started_at) for row in rows}
 
