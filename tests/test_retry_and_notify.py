@@ -69,3 +69,14 @@ def test_notifier_sends_ready_status_and_watchdog_to_the_socket(tmp_path: Path):
 
 def test_notifier_without_systemd_does_nothing():
     assert not Notifier({}).ready("x")
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_sender(tmp_path: Path) -> None:
+    """A full datagram queue drops the message: the daemon's loop must not freeze."""
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))  # bound, never read
+        notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+        sent = [notifier.watchdog() for _ in range(5000)]
+    assert sent[0] is True
+    assert sent[-1] is False  # the queue filled up: dropped, and the call returned

@@ -28,14 +28,18 @@ class Notifier:
         return self._address is not None
 
     def send(self, **fields: str) -> bool:
-        """Send one notification; False when there is no socket or it failed."""
+        """Send one notification; False when there is no socket or it failed.
+
+        Never blocks: a socket whose queue is full (nobody reading it) drops the
+        message rather than freezing the event loop that sent it."""
         if self._address is None:
             return False
         message = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
                 sock.connect(self._address)
-                sock.sendall(message)
+                sock.send(message)
         except OSError:
             return False
         return True
