@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import anyio
 import pytest
 
@@ -28,6 +29,7 @@ from warden.store import Store
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
 TOKEN = "shards-token-0123456789abcdef"
+READER = "shards-reader-token-0123456789abcdef"
 TTL = 6.0
 FLEET = int(os.environ.get("WARDEN_CHAOS_FLEET", "10000"))
 IDLE = 5  # made idle per provider, once the shards are shared, and again after the kill
@@ -95,6 +97,7 @@ async def test_replicas_share_the_shards_and_take_over_a_dead_ones(tmp_path: Pat
             "WARDEN_STATE_DIR": str(tmp_path / "state"),
             "WARDEN_LEASE_TTL": str(TTL),
             "CODER_TOKEN": TOKEN,
+            "WARDEN_READONLY_TOKEN": READER,
         }
         store = await Store.open(database)
         try:
@@ -104,6 +107,13 @@ async def test_replicas_share_the_shards_and_take_over_a_dead_ones(tmp_path: Pat
                 await replicas[f"replica-{n}"].wait_for("lease.acquired")
 
             spread = await _shared(store)
+
+            # Any replica's admin API answers for the whole fleet, from the shared store.
+            for replica in replicas.values():
+                port = (await replica.wait_for("admin.listening"))["port"]
+                with anyio.fail_after(60):  # each shard's first poll may still be under way
+                    while not all([await _known(port, p) for p in PROVIDERS]):  # noqa: ASYNC110 - another process
+                        await anyio.sleep(0.5)
 
             # Each provider's idle workspaces are stopped by its shard's holder alone.
             idle = {name: _idle(sims[name], fleets[name][:IDLE]) for name in PROVIDERS}
@@ -134,6 +144,15 @@ async def test_replicas_share_the_shards_and_take_over_a_dead_ones(tmp_path: Pat
         sent = Counter(ws for ws, _ in stops_by(sims[name]))
         assert all(count == 1 for count in sent.values()), sent  # none twice
     assert _told(receiver) == Counter(dict.fromkeys(expected, 1))
+
+
+async def _known(port: int, provider: str) -> int:
+    """How many of `provider`'s workspaces a replica's admin API lists (first page)."""
+    url = f"http://127.0.0.1:{port}/v1/workspaces?provider={provider}&limit=10"
+    headers = {"Authorization": f"Bearer {READER}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as answer:
+        assert answer.status == 200
+        return len((await answer.json())["items"])
 
 
 def _idle(sim: CoderSim, ids: list[str]) -> list[str]:
