@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from warden.actuator import CycleOutcome
 from warden.cli import main
 from warden.daemon import Daemon, load_policy_set
 from warden.demo import DEMO_POLICIES, Stopped, avoided_lines, simulators
 from warden.model import Decision, DecisionKind, Memory, State, Verb, Workspace, WorkspaceId
 from warden.policy.decide import Rules, decide
 from warden.policy.models import GlobalSettings, Policy
-from warden.report import decision_line
+from warden.report import decision_line, outcome_lines
 from warden.settings import Settings
 from warden.spend.pricing import Rate
 
@@ -185,3 +186,17 @@ def test_the_money_avoided_is_the_price_times_the_time_left_and_unpriced_stops_a
     assert lines[0].startswith("  the stops avoided $0.6000 by the demo's end")
     assert "coder-demo/ws-1 (carol-gpu): $1.2000/h x 30m = $0.6000" in lines[2]
     assert lines[-1] == "  not counted, no price known: agentrun-demo/a (no pricing)"
+
+
+def test_waiting_and_held_actions_are_lines_that_say_why():
+    stop = Decision(kind=DecisionKind.ACT, workspace=WS.id, policy="idle-dev", verb=Verb.STOP)
+    outcome = CycleOutcome(
+        deferred=[(stop, "the provider is failing: its circuit is open")],
+        held=[(stop, "7 stops is more than 25% of 10 running")],
+    )
+    assert list(outcome_lines(outcome, {WS.id: WS})) == [
+        "WAIT        coder-demo/ws-1 (carol-gpu, carol) · idle-dev: stop: the provider is "
+        "failing: its circuit is open",
+        "HELD        coder-demo/ws-1 (carol-gpu, carol) · idle-dev: stop: 7 stops is more than "
+        "25% of 10 running",
+    ]

@@ -104,7 +104,7 @@ def explanation_lines(report: Mapping[str, Any], *, now: datetime) -> list[str]:
     if "policies" in report:
         lines.append(f"policies covering it: {', '.join(report['policies']) or 'none'}")
     for budget in report.get("budgets", []):
-        lines += [f"budget {budget['budget']}:", *fact_lines(_in_dollars(budget), now=now, depth=1)]
+        lines += [budget_line(budget), *fact_lines(_in_dollars(budget), now=now, depth=1)]
     if snapshot:
         lines += ["last snapshot:", *fact_lines(snapshot, now=now, depth=1)]
     lines += ["memory:", *fact_lines(report["memory"], now=now, depth=1)]
@@ -112,6 +112,21 @@ def explanation_lines(report: Mapping[str, Any], *, now: datetime) -> list[str]:
     for decision in report["decisions"]:
         lines += decision_lines(decision, now=now)
     return lines
+
+
+def budget_line(budget: Mapping[str, Any]) -> str:
+    """One budget's headline: where its scope stands and what has fired."""
+    fired = [t["at"] for t in budget["thresholds"] if t["fired"]]
+    cent = Decimal("0.01")
+
+    def usd(key: str) -> str:
+        return f"${Decimal(budget[key]).quantize(cent)}"
+
+    return (
+        f"budget {budget['budget']} ({budget['per']} {budget['scope']}): {usd('spent')} of "
+        f"{usd('limit')} ({budget['percent']}), this workspace {usd('workspace_spent')}, "
+        f"projected ${budget['projected']}; fired: {', '.join(fired) or 'none'}"
+    )
 
 
 def _in_dollars(budget: Mapping[str, Any]) -> dict[str, Any]:
