@@ -200,3 +200,7 @@ def test_waiting_and_held_actions_are_lines_that_say_why():
         "HELD        coder-demo/ws-1 (carol-gpu, carol) · idle-dev: stop: 7 stops is more than "
         "25% of 10 running",
     ]
+
+
+def test_no_stops_avoid_nothing_and_say_so():
+    assert avoided_lines([], ended=NOW) == ["  no stops yet, so nothing avoided"]

@@ -273,10 +273,11 @@ class DemoPrinter:
     def example(self) -> tuple[Workspace, str] | None:
         """A workspace worth explaining, and what happened to it: a stopped one (on
         Coder if there is one: a warning, then a stop), else a warned one."""
-        stopped = sorted(self.stopped, key=lambda s: s.ws.id.provider != "coder-demo")
+        stopped = sorted((s.ws for s in self.stopped), key=_not_on_coder)
         if stopped:
-            return stopped[0].ws, "stopped"
-        return (self.warned[0], "warned") if self.warned else None
+            return stopped[0], "stopped"
+        warned = sorted(self.warned, key=_not_on_coder)
+        return (warned[0], "warned") if warned else None
 
     async def say_when_quiet(self) -> None:
         """After QUIET_AFTER seconds without a line, say what Warden is waiting for."""
@@ -315,6 +316,10 @@ class DemoPrinter:
         return lines + avoided_lines(self.stopped, ended=ended)
 
 
+def _not_on_coder(ws: Workspace) -> bool:
+    return ws.id.provider != "coder-demo"
+
+
 def avoided_lines(stopped: Iterable[Stopped], *, ended: datetime) -> list[str]:
     """The money the stops avoided: each stopped workspace's price per hour times the time
     from its stop to the demo's end. A floor: nothing after the end is counted."""
@@ -330,6 +335,8 @@ def avoided_lines(stopped: Iterable[Stopped], *, ended: datetime) -> list[str]:
             f"    {stop.ws.id} ({stop.ws.name}): ${stop.rate.per_hour.quantize(USD_SHOWN)}/h "
             f"x {format_duration(left)} = ${amount.quantize(USD_SHOWN)}"
         )
+    if not counted and not unpriced:
+        return ["  no stops yet, so nothing avoided"]
     lines = [
         f"  the stops avoided ${total.quantize(USD_SHOWN)} by the demo's end, counted as each "
         "stopped workspace's price per hour x the time from its stop to the demo's end",

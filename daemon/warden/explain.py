@@ -175,7 +175,7 @@ def _inline(value: Any, *, now: datetime) -> str:
 
 def readable(value: Any, *, now: datetime) -> str:
     """A value for people: a time in UTC with how long ago it was, or how soon."""
-    if value is None or value == {} or value == []:
+    if value is None or value in ("", {}, []):
         return "none"
     if isinstance(value, str) and _TIME_TEXT.fullmatch(value):
         value = datetime.fromisoformat(value)
