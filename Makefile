@@ -37,8 +37,9 @@ constraints: $(STAMP)
 	  $(BIN)/pip freeze --exclude-editable; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
+# Options pass through: make demo DEMO_ARGS="--seconds 20 --state-dir demo-state"
 demo: $(STAMP)
-	$(BIN)/warden demo
+	$(BIN)/warden demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench

@@ -20,9 +20,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from warden.clock import ManualClock
-from warden.commands import budget_line, explanation
 from warden.daemon import Daemon, load_policy_set
 from warden.events import catalogue as ev
+from warden.explain import budget_line, explanation
 from warden.model import Event, WorkspaceId
 from warden.settings import Settings
 from warden.sim.agentrun import AgentRunSim

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import anyio
@@ -142,6 +144,80 @@ async def test_run_refuses_to_start_on_bad_policies(deployment: Deployment, tmp_
     code, _, err = await warden("run", env=deployment.env | {"WARDEN_POLICY_PATH": str(bad)})
     assert code == 2
     assert f"{bad}:3:" in err
+
+
+PRICED = """
+pricing:
+  coder: {usd_per_credit: 0.10}
+budgets:
+  - name: org-daily
+    match: {provider: [coder]}
+    budget: {per: all, window: day, limit_usd: 100}
+    thresholds: [{at: 50%}]
+"""
+RFC3339_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00"
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+async def _explained(deployment: Deployment, *args: str) -> tuple[int, str, str]:
+    policy = Path(deployment.env["WARDEN_POLICY_PATH"])
+    policy.write_text(policy.read_text() + PRICED)
+    code, _, err = await warden("run", "--once", env=deployment.env)
+    assert code == 0, err
+    return await warden("explain", f"coder/{deployment.idle}", *args, env=deployment.env)
+
+
+async def test_explain_json_has_every_time_in_rfc3339_utc_and_money_as_exact_strings(
+    deployment: Deployment,
+):
+    code, out, err = await _explained(deployment, "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    times = [s for s in _strings(report) if re.match(r"\d{4}-\d\d-\d\d[T ]\d", s)]
+    assert times, "the explanation holds times"
+    assert [t for t in times if not re.fullmatch(RFC3339_UTC, t)] == []
+    [budget] = report["budgets"]
+    assert Decimal(budget["limit"]) == Decimal(100)
+    assert (type(budget["spent"]), type(budget["burn_per_hour"])) == (str, str)
+    assert Decimal(budget["burn_per_hour"]) > 0  # the idle one's credits, running
+    assert report["decisions"][0]["workspace"] == f"coder/{deployment.idle}"
+
+
+async def test_explain_prints_aligned_facts_with_times_relative_to_now(deployment: Deployment):
+    code, out, err = await _explained(deployment)
+    assert (code, err) == (0, "")
+    assert "{" not in out, "no Python reprs"
+    lines = out.splitlines()
+    record = lines[1 : lines.index(next(line for line in lines if line.startswith("policies")))]
+    values_start = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in record}
+    assert len(values_start) == 1, record
+    assert re.search(r"^first_seen_at: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(.*ago\)$", out, re.M)
+    assert re.search(r"due_at: +.* UTC \(in 1[45]m", out), out
+    assert re.search(r"^  spent: +\$\d", out, re.M), out
+    assert "policies covering it: idle-dev" in out
+
+
+async def test_explain_without_the_policies_secrets_still_names_the_covering_policies(
+    deployment: Deployment,
+):
+    """explain sends nothing to any platform: an unset token is no reason to leave out
+    which policies cover a workspace."""
+    code, _, err = await warden("run", "--once", env=deployment.env)
+    assert code == 0, err
+    env = {k: v for k, v in deployment.env.items() if k != "CODER_TOKEN"}
+    code, out, err = await warden("explain", f"coder/{deployment.idle}", env=env)
+    assert (code, err) == (0, "")
+    assert "policies covering it: idle-dev" in out
 
 
 async def test_explain_of_an_unknown_workspace_exits_1(deployment: Deployment):

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run against built-in simulators with demo policies")
     demo.add_argument("--seconds", type=float, default=75.0, help="how long to run (0: forever)")
+    demo.add_argument(
+        "--state-dir",
+        type=Path,
+        help="keep the state here, for `warden explain` and `warden spend` after "
+        "(default: a temporary folder, removed at the end)",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -264,7 +270,7 @@ def _day(text: str) -> date:
 def cmd_demo(args: argparse.Namespace) -> int:
     from warden.demo import run_demo
 
-    return anyio.run(run_demo, args.seconds)
+    return anyio.run(run_demo, args.seconds, args.state_dir)
 
 
 if __name__ == "__main__":

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import structlog
 
-from warden.budget.keeper import BudgetKeeper
 from warden.clock import utc_now
 from warden.daemon import Daemon, load_policy_set
 from warden.exits import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from warden.explain import explanation, explanation_lines
 from warden.model import WorkspaceId
 from warden.outbox_view import event_json_line, event_line, follow, latest
-from warden.policy.loader import PolicyError, PolicySet
-from warden.policy.selector import covers
+from warden.policy.loader import PolicyError, PolicySet, load_policies
+from warden.providers.registry import capability_names
 from warden.report import plan_lines
 from warden.sdnotify import Notifier
-from warden.settings import Settings
+from warden.settings import Settings, policy_environment
 from warden.store import Store, StoredEvent, deliveries
 
 log = structlog.get_logger(__name__)
@@ -79,91 +79,41 @@ async def explain(settings: Settings, reference: str, as_json: bool) -> int:
     except ValueError as e:
         print(e, file=sys.stderr)
         return EXIT_BAD_INPUT
-    policies = _policies_or_exit(settings)
+    policies = _policies_to_read(settings)
+    now = utc_now()
     store = await Store.open(settings.effective_database_url)
     try:
-        report = await explanation(store, ws_id, policies)
+        report = await explanation(store, ws_id, policies, now=now)
     finally:
         await store.aclose()
     if report is None:
         print(f"{ws_id}: Warden has not seen this workspace", file=sys.stderr)
         return EXIT_FAILURE
     if as_json:
-        print(json.dumps(report, indent=2, default=str))
+        print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print_explanation(report)
+        print("\n".join(explanation_lines(report, now=now)))
     return EXIT_OK
 
 
-async def explanation(
-    store: Store, ws_id: WorkspaceId, policies: PolicySet | None, *, now: datetime | None = None
-) -> dict[str, Any] | None:
-    """The facts behind a workspace's decisions, and its budgets, as one JSON-ready document."""
-    row = await store.workspace_row(ws_id)
-    if row is None:
-        return None
-    memory = (await store.load_memory(ws_id.provider)).get(ws_id)
-    decisions = await store.decisions_for(ws_id, limit=20)
-    report: dict[str, Any] = {
-        "workspace": str(ws_id),
-        "record": _plain(row),
-        "memory": _plain(memory),
-        "decisions": [_plain(d) for d in decisions],
-    }
-    snapshot = _snapshot(row)
-    if policies is not None and snapshot is not None:
-        report["policies"] = [p.name for p in policies.policies if covers(p, snapshot)]
-        report["budgets"] = await BudgetKeeper(store).explain(
-            snapshot, policies.budgets, now=now or utc_now()
+def _policies_to_read(settings: Settings) -> PolicySet | None:
+    """The policy files, to tell which policies and budgets cover a workspace. Nothing
+    is sent anywhere, so an unset secret is no problem (a placeholder stands in, as in
+    `warden validate --no-secrets`); files with problems leave that part out, said once."""
+    try:
+        return load_policies(
+            settings.policy_path,
+            env=policy_environment(os.environ),
+            capabilities=capability_names(),
+            unset_ok=True,
         )
-    return report
-
-
-def _snapshot(row: Any) -> Any:
-    from warden.store.store import snapshot_from_row
-
-    return snapshot_from_row(row)
-
-
-def print_explanation(report: dict[str, Any]) -> None:
-    print(f"workspace: {report['workspace']}")
-    for key, value in report["record"].items():
-        print(f"  {key}: {value}")
-    if "policies" in report:
-        print(f"policies covering it: {', '.join(report['policies']) or 'none'}")
-    for budget in report.get("budgets", []):
-        print(budget_line(budget))
-    print("memory:")
-    for key, value in report["memory"].items():
-        print(f"  {key}: {value}")
-    print("recent decisions (newest first):")
-    for decision in report["decisions"]:
+    except PolicyError as e:
         print(
-            f"  {decision['time']} {decision['policy']}: {decision['kind']} {decision.get('verb') or ''} {decision['reason']}"
+            f"warden: the policy files have {len(e.problems)} problem(s) (`warden validate` "
+            "lists them): the policies and budgets covering it are left out",
+            file=sys.stderr,
         )
-
-
-def budget_line(budget: dict[str, Any]) -> str:
-    """One budget of `warden explain`: where its scope stands and what has fired."""
-    fired = [t["at"] for t in budget["thresholds"] if t["fired"]]
-    cent = Decimal("0.01")
-    return (
-        f"budget {budget['budget']} ({budget['per']} {budget['scope']}): "
-        f"${Decimal(budget['spent']).quantize(cent)} of ${Decimal(budget['limit']).quantize(cent)}"
-        f" ({budget['percent']}) until {budget['window_end']}, this workspace "
-        f"${Decimal(budget['workspace_spent']).quantize(cent)}, projected "
-        f"${budget['projected']}; fired: {', '.join(fired) or 'none'}"
-    )
-
-
-def _plain(value: Any) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
-    if value is None:
-        return {}
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    return dict(value)
+        return None
 
 
 async def migrate(settings: Settings) -> int:

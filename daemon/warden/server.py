@@ -57,6 +57,7 @@ from warden.clock import Clock, utc_now
 from warden.errors import excerpt
 from warden.events import catalogue as ev
 from warden.events.snooze import redact_links, without_snooze_links
+from warden.explain import explanation
 from warden.holds import list_holds
 from warden.holds import release_hold as release
 from warden.json_input import JsonInputError, load_json, safe_text
@@ -778,9 +779,6 @@ def _workspace_id(request: web.Request) -> WorkspaceId:
 
 
 async def _explanation(store: Store, ws: WorkspaceId, policies: PolicySet, now: datetime) -> Any:
-    # Imported here: commands.py imports the daemon, which starts this server.
-    from warden.commands import explanation
-
     return await explanation(store, ws, policies, now=now)
 
 

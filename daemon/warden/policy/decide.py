@@ -153,12 +153,21 @@ def decide_policy(
 class Measure:
     """How far a workspace is along a trigger, and where the line is."""
 
-    trigger: str  # "idle_for" or "running_for"
+    trigger: str  # "idle_for", "running_for", "gpu_below" or "cpu_below"
     value: timedelta
     limit: timedelta  # the threshold, pushed by the extensions used so far
+    below: Decimal | None = None  # gpu_below/cpu_below: the percentage it stays under
 
     def due_at(self, now: datetime) -> datetime:
         return now + (self.limit - self.value)
+
+    def reached(self) -> str:
+        """The rule and the fact, as a reason: `gpu_below 5% for 21s ≥ 20s`; a warning
+        ahead of the limit says how near it is: `idle_for 29m40s of 30m`."""
+        under = f" {self.below}% for" if self.below is not None else ""
+        relation = "≥" if self.value >= self.limit else "of"
+        value, limit = format_duration(self.value), format_duration(self.limit)
+        return f"{self.trigger}{under} {value} {relation} {limit}"
 
 
 def decide_trigger(
@@ -221,7 +230,7 @@ def _utilisation_measure(
     assert policy.when.for_ is not None
     limit = policy.when.for_ + pushed
     below = time_below(mem.samples.get(metric, ()), threshold, now=now, max_gap=max_gap, need=limit)
-    return None if below is None else Measure(f"{metric}_below", below, limit)
+    return None if below is None else Measure(f"{metric}_below", below, limit, threshold)
 
 
 def time_below(
@@ -301,9 +310,7 @@ def _warn_then_stop(
         if warning is None:
             return None
         return _decision(DecisionKind.CLEAR, policy, ws, reason="activity resumed", facts=facts)
-    reason = (
-        f"{measure.trigger} {format_duration(measure.value)} ≥ {format_duration(measure.limit)}"
-    )
+    reason = measure.reached()
     if policy.warn_before is not None and warning is None:
         due = max(measure.due_at(now), now + policy.warn_before)
         return _decision(
@@ -330,9 +337,7 @@ def _notify_once(
         )
     if told:
         return None
-    reason = (
-        f"{measure.trigger} {format_duration(measure.value)} ≥ {format_duration(measure.limit)}"
-    )
+    reason = measure.reached()
     return _decision(DecisionKind.ACT, policy, ws, verb=Verb.NOTIFY, reason=reason, facts=facts)
 
 
@@ -344,6 +349,8 @@ def measure_facts(measure: Measure, ws: Workspace, mem: Memory, policy: Policy) 
         "observed_at": ws.observed_at.isoformat(),
         "state": str(ws.state),
     }
+    if measure.below is not None:
+        facts["below"] = f"{measure.below}%"
     if ws.last_active_at is not None:
         facts["last_active_at"] = ws.last_active_at.isoformat()
     if policy.extend is not None:
