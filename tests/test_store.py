@@ -809,3 +809,22 @@ async def test_budget_windows_round_trip_and_are_found_open_or_pending(store: St
     await store.save_budget_windows([done])
     assert await store.budget_windows(open_at=NOW + timedelta(days=1), pending_undo=True) == []
     assert (await store.budget_windows(open_at=NOW))[0].undone is True
+
+
+async def test_shard_leases_are_claimed_once_each_and_their_epochs_rise(open_store: Opener) -> None:
+    """Free shards go to the first claimer; a held one is not claimed; a lapsed one is,
+    with its epoch one higher; a gone replica's presence row is pruned."""
+    store = await open_store()
+    ttl = timedelta(seconds=30)
+    names = ["shard:a", "shard:b", "shard:c"]
+    first = await store.claim_leases(names, "r1", NOW, ttl, limit=2)
+    second = await store.claim_leases(names, "r2", NOW, ttl, limit=2)
+    assert sorted(g.name for g in first) == ["shard:a", "shard:b"]
+    assert [(g.name, g.holder, g.epoch) for g in second] == [("shard:c", "r2", 1)]
+    assert await store.try_acquire_lease("shard:c", "r2", NOW + ttl, ttl)  # r2 renews
+    later = NOW + 1.5 * ttl  # r1 stopped renewing: its two lapsed
+    third = await store.claim_leases(names, "r2", later, ttl, limit=5)
+    assert sorted((g.name, g.epoch) for g in third) == [("shard:a", 2), ("shard:b", 2)]
+    assert await store.try_acquire_lease("replica:r1", "r1", NOW, ttl)
+    assert await store.prune_leases("replica:", later) == 1
+    assert {g.name for g in await store.leases()} == set(names)

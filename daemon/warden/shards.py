@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 SHARD = "shard:"
 PRESENCE = "replica:"
+PRESENCE_KEPT = timedelta(hours=1)  # a gone replica's presence row, forgotten after this
 
 Release = Callable[[str, Leadership], Awaitable[None]]
 
@@ -91,6 +92,7 @@ class Shards:
                 await self.lease(name).renew(now)
         for name in [n for n in self.held() if n not in providers]:  # removed by a reload
             await release(name, self.lease(name))
+        await self._store.prune_leases(PRESENCE, now - PRESENCE_KEPT)
         living = await self._store.live_holders(PRESENCE, now)
         alive = max(len(living), 1)
         await self._fence_out(providers, living, now)

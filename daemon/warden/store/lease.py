@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from warden.store.engine import upsert
@@ -169,3 +169,15 @@ async def live_holders(conn: AsyncConnection, *, prefix: str, now: datetime) -> 
         leases.c.name.startswith(prefix, autoescape=True), leases.c.expires_at > now
     )
     return sorted({row.holder for row in await conn.execute(query)})
+
+
+async def prune(conn: AsyncConnection, *, prefix: str, before: datetime) -> int:
+    """Forget leases named `prefix…` that lapsed before `before` (presence rows of
+    replicas long gone: every restart has a new id). Never a shard's or the
+    coordinator's: their epochs must never fall back."""
+    result = await conn.execute(
+        delete(leases).where(
+            leases.c.name.startswith(prefix, autoescape=True), leases.c.expires_at < before
+        )
+    )
+    return result.rowcount

@@ -1024,6 +1024,11 @@ class Store:
                 conn, names=names, holder=holder, now=now, ttl=ttl, limit=limit
             )
 
+    async def prune_leases(self, prefix: str, before: datetime) -> int:
+        """Forget presence leases that lapsed before `before` (see `lease.prune`)."""
+        async with self._writer.begin() as conn:
+            return await lease.prune(conn, prefix=prefix, before=before)
+
     async def live_holders(self, prefix: str, now: datetime) -> list[str]:
         """Who holds an unexpired lease named `prefix…`: the replicas alive, by presence."""
         async with self._read() as conn:
