@@ -38,10 +38,12 @@ from warden.errors import excerpt
 from warden.events import catalogue as ev
 from warden.events.dispatcher import Dispatcher
 from warden.events.envelope import source_for
+from warden.events.keepalive import KeepAliveLinks, keep_alive_routes
 from warden.events.snooze import SnoozeLinks, WarningLinks, snooze_routes
 from warden.leadership import Leadership
 from warden.logging import REDACTOR
 from warden.metrics import Metrics
+from warden.model import WorkspaceId
 from warden.policy.decide import Rules
 from warden.policy.loader import (
     PolicyError,
@@ -158,6 +160,7 @@ class Daemon:
         self.leadership: Leadership | None = None
         self.dispatcher: Dispatcher | None = None
         self.snooze_links: SnoozeLinks | None = None
+        self.keep_alive_links: KeepAliveLinks | None = None
         self.dry_run = settings.dry_run
         self.ready = anyio.Event()
         self._leading_changed = anyio.Event()  # wakes delivery when leadership changes
@@ -201,9 +204,14 @@ class Daemon:
             public_url=self.settings.public_url,
         )
         self.snooze_links = snooze_links(self.settings)
+        if self.snooze_links is not None:
+            self.keep_alive_links = KeepAliveLinks.beside(self.snooze_links)
         links = (
             WarningLinks(
-                self.snooze_links, policies=lambda: self.policies.policies, clock=self._clock
+                self.snooze_links,
+                policies=lambda: self.policies.policies,
+                clock=self._clock,
+                keep_alive=self._keep_alive_link,
             )
             if self.snooze_links
             else None
@@ -547,18 +555,30 @@ class Daemon:
             tg.cancel_scope.cancel()
 
     def _snooze_routes(self) -> list[web.AbstractRouteDef]:
-        """The owners' snooze links, on the admin API's port, when links are signed."""
-        if self.snooze_links is None:
+        """The owners' snooze and keep-alive links, on the admin API's port, when links
+        are signed."""
+        if self.snooze_links is None or self.keep_alive_links is None:
             return []
-        return list(
-            snooze_routes(
+        return [
+            *snooze_routes(
                 links=self.snooze_links,
                 store=self._store(),
                 policies=lambda: self.policies.policies,
                 clock=self._clock,
                 on_snoozed=self._events_written,
-            )
-        )
+            ),
+            *keep_alive_routes(
+                links=self.keep_alive_links,
+                store=self._store(),
+                policies=lambda: self.policies.policies,
+                clock=self._clock,
+                on_kept_alive=self._events_written,
+            ),
+        ]
+
+    def _keep_alive_link(self, ws: WorkspaceId, now: datetime) -> str:
+        assert self.keep_alive_links is not None
+        return self.keep_alive_links.make(ws, now=now)
 
     async def _drain(self) -> None:
         """Let in-flight cycles finish (their actions are recorded) and the other jobs

@@ -14,6 +14,10 @@ from warden import __version__
 from warden.model import State
 from warden.policy.models import NAME_PATTERN
 
+# The savings report's choices (spend/savings.py imports the store; these stay here).
+SAVINGS_SCOPES: Final = ("workspace", "owner", "policy", "provider", "all")
+SAVINGS_PERIODS: Final = ("day", "week", "month")
+
 MAX_PAGE: Final = 500  # workspaces per page
 MAX_EVENTS: Final = 1000  # events per page
 DEFAULT_PAGE: Final = 100
@@ -37,6 +41,7 @@ TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,200}$"
 RECORD_TEXT_PATTERN: Final = TEXT_PATTERN
 AMOUNT_PATTERN: Final = r"^[0-9]{1,9}(\.[0-9]+)?$"
 AMOUNT_LIMIT: Final = 10**9  # exclusive
+DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 _JSON = "application/json"
 _BEARER: Final[list[dict[str, list[str]]]] = [{"bearerAuth": []}]
@@ -196,6 +201,7 @@ def _schemas() -> dict[str, Any]:
                 "snoozed_until",
                 "stopped_by",
                 "stopped_at",
+                "kept_alive_until",
             ],
             "properties": {
                 "ref": {"type": "string", "description": "PROVIDER/ID, as in events"},
@@ -211,6 +217,11 @@ def _schemas() -> dict[str, Any]:
                 "snoozed_until": _TIME_OR_NULL,
                 "stopped_by": _nullable("string", description="the policy Warden stopped it for"),
                 "stopped_at": _TIME_OR_NULL,
+                "kept_alive_until": {
+                    **_TIME_OR_NULL,
+                    "description": "a keep-alive asked for until then (each idle policy "
+                    "holds at most its keep_alive.max)",
+                },
             },
         },
         "WorkspacePage": {
@@ -260,9 +271,104 @@ def _schemas() -> dict[str, Any]:
                             "percent": {"type": "string", "example": "82.5%"},
                             "projected": {"type": "string", "description": "USD at the end"},
                             "thresholds": {"type": "array", "items": {"type": "object"}},
+                            "as_of": {
+                                **_TIME_OR_NULL,
+                                "description": "the oldest fact the figure rests on: null "
+                                "when a source has never been read",
+                            },
+                            "lag_seconds": _nullable(
+                                "integer", description="how old that fact is, now"
+                            ),
+                            "sources": {
+                                "type": "array",
+                                "description": "each source of the figure and how fresh it is",
+                                "items": _ref("SpendSource"),
+                            },
                         },
                     },
                 }
+            },
+        },
+        "SpendSource": {
+            "type": "object",
+            "required": ["source", "kind", "provider", "as_of", "lag_seconds"],
+            "additionalProperties": False,
+            "properties": {
+                "source": {"type": "string", "example": "observed:coder-prod"},
+                "kind": {"type": "string", "enum": ["observed", "feed", "push"]},
+                "provider": {"type": "string"},
+                "as_of": _TIME_OR_NULL,
+                "lag_seconds": _nullable("integer"),
+            },
+        },
+        "KeepAliveRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "for": {
+                    "type": "string",
+                    "pattern": SNOOZE_PATTERN,
+                    "description": "how long: 90m, 8h, 3d (default: the longest its "
+                    "policies allow; each holds at most its keep_alive.max)",
+                    "example": "4h",
+                }
+            },
+        },
+        "KeptAlive": {
+            "type": "object",
+            "required": ["workspace", "kept_alive_until", "held"],
+            "additionalProperties": False,
+            "properties": {
+                "workspace": {"type": "string"},
+                "kept_alive_until": _TIME,
+                "held": {
+                    "type": "object",
+                    "description": "each idle or utilisation policy covering it, and until "
+                    "when it holds its stop",
+                    "additionalProperties": _TIME,
+                },
+            },
+        },
+        "Savings": {
+            "type": "object",
+            "required": ["by", "per", "from", "to", "horizon", "currency", "total", "items"],
+            "additionalProperties": False,
+            "properties": {
+                "by": {"type": "string", "enum": list(SAVINGS_SCOPES)},
+                "per": {"type": "string", "enum": list(SAVINGS_PERIODS)},
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "horizon": {"type": "string", "description": "each stop counts at most this"},
+                "currency": {"type": "string", "enum": ["USD"]},
+                "total": {"type": "string", "description": "USD, exact"},
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["period", "scope", "avoided", "hours", "stops", "unpriced"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "period": {
+                                "type": "string",
+                                "format": "date",
+                                "description": "the period's first day (UTC)",
+                            },
+                            "scope": {"type": "string"},
+                            "avoided": {"type": "string", "description": "USD, exact"},
+                            "hours": {"type": "string", "description": "stopped time counted"},
+                            "stops": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "stops Warden made in the period",
+                            },
+                            "unpriced": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "of those, stops without a known rate",
+                            },
+                        },
+                    },
+                },
             },
         },
         "Event": {
@@ -428,7 +534,12 @@ def _spend_schemas() -> dict[str, Any]:
                     "type": "array",
                     "maxItems": MAX_SPEND_RECORDS,
                     "items": _ref("SpendRecord"),
-                }
+                },
+                "as_of": {
+                    **_TIME,
+                    "description": "the records are complete up to this moment (a bill "
+                    "exported late); without it, up to when they arrive",
+                },
             },
         },
         "SpendReceived": {
@@ -584,6 +695,28 @@ def _workspace_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/workspaces/{provider}/{id}/keep-alive": {
+            "post": {
+                "operationId": "keepWorkspaceAlive",
+                "summary": "Mark a workspace in use until a time: idle and utilisation "
+                "policies hold their stop, each at most its keep_alive.max (admin). Told as "
+                "warden.workspace.kept_alive.",
+                "tags": ["workspaces"],
+                "security": _BEARER,
+                "parameters": _path_params(),
+                "requestBody": {
+                    "required": False,
+                    "content": {_JSON: {"schema": _ref("KeepAliveRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("KeptAlive"), "kept alive"),
+                    "404": _error("Warden has not seen this workspace"),
+                    "409": _error("no idle or utilisation policy that allows it covers it"),
+                    **_TOO_LARGE,
+                    **_ERRORS_WRITE,
+                },
+            }
+        },
         "/v1/workspaces/{provider}/{id}/snooze": {
             "post": {
                 "operationId": "snoozeWorkspace",
@@ -636,6 +769,54 @@ def _daemon_paths() -> dict[str, Any]:
                 "tags": ["budgets"],
                 "security": _BEARER,
                 "responses": {"200": _json(_ref("BudgetPage"), "every budget"), **_ERRORS_READ},
+            }
+        },
+        "/v1/savings": {
+            "get": {
+                "operationId": "listSavings",
+                "summary": "What Warden's stops avoided: each stop's rate times the time it "
+                "stayed stopped (as seen), at most settings.savings_horizon; by scope and "
+                "UTC day, ISO week or month.",
+                "tags": ["budgets"],
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "by",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "string",
+                            "enum": list(SAVINGS_SCOPES),
+                            "default": "owner",
+                        },
+                    },
+                    {
+                        "name": "per",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "string",
+                            "enum": list(SAVINGS_PERIODS),
+                            "default": "day",
+                        },
+                    },
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": False,
+                        "description": "the first UTC day (default: 30 days, 12 weeks or "
+                        "12 months before `to`)",
+                        "schema": {"type": "string", "format": "date", "pattern": DATE_PATTERN},
+                    },
+                    {
+                        "name": "to",
+                        "in": "query",
+                        "required": False,
+                        "description": "the last UTC day (default: today)",
+                        "schema": {"type": "string", "format": "date", "pattern": DATE_PATTERN},
+                    },
+                ],
+                "responses": {"200": _json(_ref("Savings"), "the report"), **_ERRORS_READ},
             }
         },
         "/v1/holds": {
