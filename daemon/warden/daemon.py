@@ -34,6 +34,7 @@ from warden.actuator import Actuator
 from warden.budget.keeper import BudgetKeeper
 from warden.clock import Clock, utc_now
 from warden.cycle import CycleResult, Pipeline, ProviderStatus
+from warden.digests import send_digests
 from warden.errors import excerpt
 from warden.events import catalogue as ev
 from warden.events.dispatcher import Dispatcher
@@ -70,6 +71,7 @@ LEASE = "warden-leader"
 LEASE_TTL = timedelta(seconds=30)  # the default of WARDEN_LEASE_TTL
 SHUTDOWN_GRACE = 8.0  # seconds for in-flight actions at SIGTERM: systemd waits 10
 WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
+DIGEST_CHECK = 60.0  # seconds between looks at whether an owner digest is due
 STALLED_TRANSACTION = timedelta(seconds=10)  # a transaction idle this long is a paused replica
 
 __all__ = ["LEASE", "LEASE_TTL", "CycleResult", "Daemon", "ProviderStatus", "load_policy_set"]
@@ -381,6 +383,13 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        self._scheduler.add_job(
+            self._send_digests_safely,
+            IntervalTrigger(seconds=DIGEST_CHECK),
+            id="digests",
+            max_instances=1,
+            coalesce=True,
+        )
         self._schedule_edges(self._clock())
         self._scheduler.start()
 
@@ -417,6 +426,28 @@ class Daemon:
                 misfire_grace_time=int(feed.interval.total_seconds()),
                 next_run_time=self._clock(),
             )
+
+    async def send_digests(self, now: datetime | None = None) -> int:
+        """Tell the owner digests whose time has come (leader only); how many were."""
+        now = now or self._clock()
+        if not self.policies.digests or (not self.leader and not await self.renew_lease(now)):
+            return 0
+        assert self.leadership is not None
+        async with self._in_flight.job():
+            store = self._store().with_fence(self.leadership.fence)
+            return await send_digests(
+                store,
+                self.policies.digests,
+                self.policies.budgets,
+                horizon=self.policies.settings.savings_horizon,
+                now=now,
+            )
+
+    async def _send_digests_safely(self) -> None:
+        try:
+            await self.send_digests()
+        except Exception as e:  # the next minute tries again; the daemon goes on
+            log.error("digest.failed", error=excerpt(f"{type(e).__name__}: {e}"))
 
     async def _poll_feed(self, poller: FeedPoller) -> None:
         """Leader only: a standby would store the same records (harmless) but tell each

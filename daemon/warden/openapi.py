@@ -41,7 +41,8 @@ TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,200}$"
 RECORD_TEXT_PATTERN: Final = TEXT_PATTERN
 AMOUNT_PATTERN: Final = r"^[0-9]{1,9}(\.[0-9]+)?$"
 AMOUNT_LIMIT: Final = 10**9  # exclusive
-DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# A UTC day from 2000 to 2999 (`format: date` says it must exist, too).
+DATE_PATTERN: Final = r"^2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 _JSON = "application/json"
 _BEARER: Final[list[dict[str, list[str]]]] = [{"bearerAuth": []}]
@@ -805,7 +806,7 @@ def _daemon_paths() -> dict[str, Any]:
                         "in": "query",
                         "required": False,
                         "description": "the first UTC day (default: 30 days, 12 weeks or "
-                        "12 months before `to`)",
+                        "12 months before `to`); after `to`, the report is empty",
                         "schema": {"type": "string", "format": "date", "pattern": DATE_PATTERN},
                     },
                     {
@@ -896,6 +897,77 @@ def _daemon_paths() -> dict[str, Any]:
     }
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _ui_paths() -> dict[str, Any]:
+    """The status page: HTML for people, behind its own session cookie (not a bearer)."""
+    page = _html("the status page, or the login form without a valid session cookie")
+    see_page = {
+        "description": "to the page (a session cookie set, or dropped)",
+        "headers": {"Location": {"schema": {"type": "string", "enum": ["/ui"]}}},
+    }
+    return {
+        "/ui": {
+            "get": {
+                "operationId": "statusPage",
+                "summary": "The status page: fleet, what falls due and why, budgets with their "
+                "data's age, kept-alive workspaces, savings, recent events. Read-only.",
+                "tags": ["ui"],
+                "security": _OPEN,
+                "responses": {
+                    "200": page,
+                    "503": _html("the state store is not open yet"),
+                    "default": _error("any other failure"),
+                },
+            }
+        },
+        "/ui/login": {
+            "post": {
+                "operationId": "statusPageLogin",
+                "summary": "Trade the read-only (or admin) token for an HttpOnly, "
+                "SameSite=Strict session cookie holding a signed claim, never the token.",
+                "tags": ["ui"],
+                "security": _OPEN,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["token"],
+                                "properties": {"token": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": page,
+                    "303": see_page,
+                    "401": _html("not a token Warden knows: the form again, saying so"),
+                    "403": _html("a form sent from another origin"),
+                    "413": _html("a body too large to hold a token"),
+                    "default": _error("any other failure"),
+                },
+            }
+        },
+        "/ui/logout": {
+            "post": {
+                "operationId": "statusPageLogout",
+                "summary": "Drop the session cookie.",
+                "tags": ["ui"],
+                "security": _OPEN,
+                "responses": {
+                    "200": page,
+                    "303": see_page,
+                    "default": _error("any other failure"),
+                },
+            }
+        },
+    }
+
+
 def openapi_document(*, version: str = __version__) -> dict[str, Any]:
     """The whole OpenAPI 3.0 document, as served at /openapi.json."""
     return {
@@ -910,7 +982,11 @@ def openapi_document(*, version: str = __version__) -> dict[str, Any]:
                 'Every error is {"error": {"code", "message"}}.'
             ),
         },
-        "paths": _health_paths() | _workspace_paths() | _daemon_paths() | _spend_paths(),
+        "paths": _health_paths()
+        | _workspace_paths()
+        | _daemon_paths()
+        | _spend_paths()
+        | _ui_paths(),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {

@@ -33,6 +33,7 @@ from pydantic import (
     ConfigDict,
     StrictStr,
     ValidationError,
+    field_validator,
 )
 
 from warden.errors import WardenError, excerpt
@@ -160,6 +161,13 @@ class _Batch(BaseModel):
 
     records: list[SpendRecord]
     as_of: RecordTime | None = None  # the records are complete up to here (a bill's lag)
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _given_means_a_time(cls, value: Any) -> Any:
+        if value is None:  # left out is fine; null says nothing and is refused
+            raise ValueError("expected an RFC 3339 time with its zone, or no as_of at all")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +387,9 @@ class FeedPoller:
                 "lag_seconds": int(state.lag(now).total_seconds()),
                 "lag": format_duration(state.lag(now)),
                 "max_lag": format_duration(self.feed.max_lag),
+                "reason": f"its data is {format_duration(state.lag(now))} old (as of "
+                f"{state.as_of:%Y-%m-%d %H:%M} UTC), more than max_lag "
+                f"{format_duration(self.feed.max_lag)}: budgets counting it lag as much",
             },
         )
 

@@ -7,7 +7,7 @@ until it ran again, at most the horizon (`settings.savings_horizon`, 8 h by defa
 
 Why it is conservative:
 - only what was seen counts: a workspace still stopped counts up to the last poll that
-  saw it stopped, not up to now; one that ran again, up to the start the platform
+  saw it not running, not up to now; one that ran again, up to the start the platform
   reports (or the first poll that saw it running);
 - the horizon cuts every stop short: a forgotten workspace would perhaps have run all
   week, but beyond a working day's length that is a guess, so it is not claimed;
@@ -41,8 +41,11 @@ SavingsScope = Literal["workspace", "owner", "policy", "provider", "all"]
 SavingsPeriod = Literal["day", "week", "month"]
 SCOPES: tuple[SavingsScope, ...] = SAVINGS_SCOPES
 PERIODS: tuple[SavingsPeriod, ...] = SAVINGS_PERIODS
-# States in which a stopped workspace is known still not to run (a failed build ran nothing).
-_STILL_STOPPED = frozenset({str(State.STOPPED), str(State.STOPPING), str(State.FAILED)})
+# States in which a stopped workspace does not run (cost) yet: spend accrues only while
+# running, so the avoided time runs on through these. A failed build ran nothing.
+_STILL_STOPPED = frozenset(
+    {str(State.STOPPED), str(State.STOPPING), str(State.STARTING), str(State.FAILED)}
+)
 CENT = Decimal("0.01")
 HOURS = Decimal("0.01")  # hours are shown to this precision
 
