@@ -237,6 +237,13 @@ def headline(event: CloudEvent) -> str:
     data = _data(event)
     if event.get("type") == ev.OWNER_DIGEST:
         return digest_headline(data)
+    if event.get("type") == ev.BUDGET_THRESHOLD_CROSSED:
+        return (
+            f"Budget {data.get('budget')}: {data.get('scope')} reached {data.get('at')} "
+            f"({data.get('percent')} spent)"
+        )
+    if event.get("type") == ev.BUDGET_WINDOW_RESET:
+        return f"Budget {data.get('budget')}: the window of {data.get('scope')} reset"
     subject = _text(data, "sink") if event.get("type") in ABOUT_A_SINK else None
     template = _SAY.get(str(event.get("type")), "{2} about {0}")
     return template.format(

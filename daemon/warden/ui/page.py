@@ -91,8 +91,11 @@ border-radius:10px;padding:1.5rem}
 background:var(--accent);color:#fff;border:0;border-radius:6px;cursor:pointer}
 .login .error{color:var(--bad);margin:.6rem 0 0}
 @media (max-width:600px){body{font-size:14px}main{padding:.6rem;gap:.6rem}
+.tiles{grid-template-columns:1fr 1fr;gap:.6rem}.tile{padding:.6rem .7rem}
 ul.items li{grid-template-columns:1fr}.why{grid-column:1}
-.tile .n{font-size:1.3rem}header{padding:.6rem .8rem}}
+.tile .n{font-size:1.15rem}header{padding:.6rem .8rem}.wide{display:none}
+th,td{padding:.3rem .25rem}}
+.legend{color:var(--muted);font-size:.78rem;margin:-.3rem 0 .4rem}
 """
 
 SCRIPT: Final = (
@@ -140,6 +143,10 @@ def _ago(moment: datetime | None, now: datetime) -> str:
     return f"{format_duration(max(now - moment, timedelta(0)))} ago"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _usd(amount: Decimal) -> str:
     return f"${amount.quantize(CENT):,}"
 
@@ -154,7 +161,7 @@ def _document(title: str, body: str, *, now: datetime | None = None) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        "<meta name='referrer' content='no-referrer'>"
+        "<meta name='referrer' content='same-origin'>"
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
         f"<body{now_attr}>{body}{script}</body></html>"
     )
@@ -274,9 +281,9 @@ def _budget_bar(standing: Standing, now: datetime) -> str:
         "<svg viewBox='0 0 100 10' preserveAspectRatio='none' role='img' "
         f"aria-label='{percent:.1f}% spent, {projected:.1f}% projected'>"
         "<rect x='0' y='0' width='100' height='10' rx='2' fill='#e8ebf2'/>"
-        f"<rect class='spent' x='0' y='0' width='{min(percent, 100):.2f}' height='10' rx='2' "
+        f"<rect class='bar-spent' x='0' y='0' width='{min(percent, 100):.2f}' height='10' rx='2' "
         f"fill='{colour}'/>"
-        f"<rect class='projected' x='{min(projected, 100) - 0.4:.2f}' y='0' width='0.8' "
+        f"<rect class='bar-projected' x='{min(projected, 100) - 0.4:.2f}' y='0' width='0.8' "
         "height='10' fill='#3557d4'/>"
         f"{ticks}</svg>"
     )
@@ -323,14 +330,14 @@ def _fleet(view: StatusView) -> str:
         dot = "dot" if line.reachable else "dot down"
         rows.append(
             f"<tr data-provider='{escape(line.provider)}'><td><span class='{dot}'></span>"
-            f"{escape(line.provider)}</td><td>{escape(line.kind)}</td>"
+            f"{escape(line.provider)}</td><td class='wide'>{escape(line.kind)}</td>"
             f"<td class='num running'>{line.counts.get('running', 0)}</td>"
             f"<td class='num stopped'>{line.counts.get('stopped', 0)}</td>"
             f"<td class='num other'>{other}</td>"
             f"<td>{_ago(line.last_poll, view.now)}</td></tr>"
         )
     table = (
-        "<div class='scroll'><table><thead><tr><th>provider</th><th>type</th>"
+        "<div class='scroll'><table><thead><tr><th>provider</th><th class='wide'>type</th>"
         "<th class='num'>running</th><th class='num'>stopped</th><th class='num'>other</th>"
         "<th>last poll</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
     )
@@ -343,7 +350,8 @@ def _savings(view: StatusView) -> str:
     return (
         "<section id='savings' class='chart'><h2>Avoided spend <small>per UTC day, last 30 days"
         f"</small></h2><p><b class='total'>{_usd(view.savings_total)}</b> avoided by "
-        f"{sum(d.stops for d in view.savings)} stops</p>{savings_chart(view.savings)}</section>"
+        f"{_count(sum(d.stops for d in view.savings), 'stop')} Warden made</p>"
+        f"{savings_chart(view.savings)}</section>"
     )
 
 
@@ -367,7 +375,7 @@ def savings_chart(days: Sequence[SavingsDay]) -> str:
             f"{_usd(avoided)} avoided ({d.hours} h, {d.stops} stops)"
             "</title></rect>"
         )
-        if i % 7 == 0 or i == len(days) - 1:
+        if (len(days) - 1 - i) % 7 == 0:  # every week back from today
             labels.append(
                 f"<text x='{x + slot * 0.35:.1f}' y='{height - 6}' text-anchor='middle' "
                 f"font-size='10' fill='#5b6475'>{day:%m-%d}</text>"

@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 HEADERS: Final[Mapping[str, str]] = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # so that a form's Origin names this page
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }

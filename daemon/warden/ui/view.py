@@ -138,7 +138,7 @@ async def status_view(
         due=upcoming(rules, list(snapshots.values()), memory, standings, now=now)[:DUE_SHOWN],
         budgets=sorted(standings, key=lambda s: (-s.percent, s.budget.name, s.scope)),
         kept_alive=_kept_alive(rules, snapshots, memory, now),
-        events=[_event_line(e) for e in await store.latest_events(RECENT_EVENTS)],
+        events=[_event_line(e, snapshots) for e in await store.latest_events(RECENT_EVENTS)],
         savings=[
             SavingsDay(
                 day=day,
@@ -205,8 +205,14 @@ def _kept_alive(
     return sorted(found, key=lambda k: (k.until, k.workspace))
 
 
-def _event_line(event: Any) -> EventLine:
+def _event_line(event: Any, snapshots: Mapping[WorkspaceId, Workspace]) -> EventLine:
+    """An event in a line: the workspace by its name (its id is in `warden events`)."""
     data = without_snooze_links(dict(event.data))
+    ref = data.get("workspace")
+    if isinstance(ref, str) and "/" in ref:
+        snapshot = snapshots.get(WorkspaceId.parse(ref))
+        if snapshot is not None:
+            data["workspace"] = snapshot.name
     reason = data.get("reason") or data.get("error") or data.get("held_because") or ""
     return EventLine(
         seq=event.seq,
