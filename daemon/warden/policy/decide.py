@@ -65,9 +65,13 @@ def next_due(
     reached (less the warning's lead): the daemon runs a cycle then, not at the next poll.
     """
     moments: list[datetime] = []
+    by_name = {p.name: p for p in rules.policies}
     for ws in workspaces:
         mem = memory.get(ws.id, EMPTY_MEMORY)
-        moments.extend(max(w.due_at, mem.snoozed_until or w.due_at) for w in mem.warnings.values())
+        for w in mem.warnings.values():
+            policy = by_name.get(w.policy)
+            held = kept_alive_until(policy, mem, now) if policy is not None else None
+            moments.append(max(w.due_at, mem.snoozed_until or w.due_at, held or w.due_at))
         if ws.state is State.RUNNING:
             moments.extend(_crossings(rules, ws, mem, now=now))
     return min((t for t in moments if t > now), default=None)
