@@ -33,6 +33,7 @@ from tests.owners_rig import (
 )
 from warden.commands import budget_line, explanation
 from warden.events import catalogue as ev
+from warden.logging import configure_logging
 from warden.model import WorkspaceId
 from warden.spend.savings import savings_of
 from warden.store import StoredEvent
@@ -56,6 +57,8 @@ class Day:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Day]:
     """The day, once for every test here: to noon, a look, then on past midnight."""
+    # Set up before the tests' own logging fixture: log where the whole module can.
+    configure_logging(level="info", fmt="console", stream=sys.stderr)
     async with owners_rig(tmp_path_factory.mktemp("owners")) as rig:
         await rig.run_until(NOON)
         assert rig.daemon.store is not None

@@ -10,6 +10,7 @@ Without Chromium this fails, never skips: `.ci/run` installs it, and so does
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -23,6 +24,7 @@ import pytest_asyncio
 
 from tests.owners_rig import ADMIN_TOKEN, KEEP_ALIVE_AT, MIDNIGHT, READ_TOKEN, OwnersRig, owners_rig
 from warden.budget.keeper import BudgetKeeper
+from warden.logging import configure_logging
 from warden.spend.savings import savings_of
 from warden.ui.session import COOKIE
 
@@ -133,6 +135,8 @@ class Browser:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def seven(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OwnersRig]:
+    # Set up before the tests' own logging fixture: log where the whole module can.
+    configure_logging(level="info", fmt="console", stream=sys.stderr)
     async with owners_rig(tmp_path_factory.mktemp("page")) as rig:
         await rig.run_until(SEVEN + timedelta(seconds=1))  # the 07:00 cycle included
         yield rig

@@ -22,7 +22,7 @@ import html
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -38,6 +38,7 @@ from warden.events.snooze import (
     SnoozeLinks,
     SnoozeRefused,
     TokenSigner,
+    epoch_moment,
     json_response,
     page_response,
     refusal_response,
@@ -54,7 +55,6 @@ log = structlog.get_logger(__name__)
 
 _DOMAIN: Final = b"warden-keep-alive-link."
 LINK_TTL: Final = timedelta(days=30)  # a link a job keeps in its environment
-MAX_EPOCH: Final = 253_402_300_799
 CHOICES: Final = ("1h", "4h", "8h")  # offered on the confirmation page
 
 
@@ -177,10 +177,7 @@ class KeepAliveLinks:
         claims = self._signer.claims(token, "keep-alive link")
         try:
             workspace = WorkspaceId.parse(str(claims["w"]))
-            expiry = claims["e"]
-            if not isinstance(expiry, int) or isinstance(expiry, bool):
-                raise ValueError("expected whole seconds")
-            expires_at = datetime.fromtimestamp(min(max(expiry, 0), MAX_EPOCH), UTC)
+            expires_at = epoch_moment(claims["e"])
         except (ValueError, KeyError):
             raise LinkMalformed("this keep-alive link is damaged or from another version") from None
         if now >= expires_at:

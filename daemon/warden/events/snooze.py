@@ -145,7 +145,8 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _moment(value: Any) -> datetime:
+def epoch_moment(value: Any) -> datetime:
+    """A token's whole seconds since 1970 as a time; ValueError when out of range."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EPOCH:
         raise ValueError("expected whole seconds from 1970 to 9999")
     return datetime.fromtimestamp(value, UTC)
@@ -263,8 +264,8 @@ class SnoozeLinks:
             claim = SnoozeClaim(
                 workspace=WorkspaceId.parse(_text(claims["w"])),
                 policy=_text(claims["p"]),
-                due_at=_moment(claims["d"]),
-                expires_at=_moment(claims["e"]),
+                due_at=epoch_moment(claims["d"]),
+                expires_at=epoch_moment(claims["e"]),
                 nonce=_text(claims["n"]),
             )
         except (ValueError, KeyError):

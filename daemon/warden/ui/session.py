@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
-from warden.events.snooze import TOKEN_VERSION, SnoozeRefused, TokenSigner
+from warden.events.snooze import TOKEN_VERSION, SnoozeRefused, TokenSigner, epoch_moment
 
 COOKIE: Final = "warden_ui"
 SESSION_TTL: Final = timedelta(hours=12)
@@ -61,9 +61,10 @@ class Sessions:
                 claims = _signer(token).claims(value, "session")
             except SnoozeRefused:
                 continue
-            expires = claims.get("e")
-            if claims.get("r") != role or not isinstance(expires, int):
+            try:
+                expires_at = epoch_moment(claims.get("e"))
+            except ValueError:
                 continue
-            if now < datetime.fromtimestamp(min(expires, 253_402_300_799), UTC):
+            if claims.get("r") == role and now < expires_at:
                 return role
         return None
