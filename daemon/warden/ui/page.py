@@ -316,8 +316,13 @@ def _budgets(view: StatusView) -> str:
             f" · burning {_usd(s.burn_per_hour)}/h · fired: {crossed}</div>"
             f"<div class='fresh{old}'>{age}</div></div>"
         )
+    legend = (
+        "<p class='legend'>bar: spent this window · blue mark: projected at its end · "
+        "dark ticks: thresholds</p>"
+    )
     return (
         "<section id='budgets'><h2>Budgets <small>spend, forecast and data age</small></h2>"
+        + legend
         + "".join(parts)
         + "</section>"
     )
