@@ -59,3 +59,21 @@ async def test_as_of_null_is_refused_as_a_whole(rig: AdminRig) -> None:
     status, answer, _ = await rig.call("POST", "/v1/spend", json=body, token=ADMIN_TOKEN)
     assert status == 400
     assert answer["error"]["message"].startswith("as_of: expected an RFC 3339 time")
+
+
+def test_a_lagging_source_is_an_episode_told_once(clock: ManualClock) -> None:
+    from warden.spend.feeds import SourceState
+
+    read = SourceState(source="bill", provider="cloud", read_at=clock(), as_of=clock())
+    quiet, begun = read.judged(clock() + H, 2 * H)
+    assert (quiet.lagging_since, begun) == (None, False)
+    lagging, begun = read.judged(clock() + 3 * H, 2 * H)
+    assert (lagging.lagging_since, begun) == (clock() + 3 * H, True)
+    still, begun = lagging.judged(clock() + 5 * H, 2 * H)
+    assert (still.lagging_since, begun) == (clock() + 3 * H, False)  # told once
+    caught_up, begun = lagging.read(clock() + 5 * H, None).judged(clock() + 5 * H, 2 * H)
+    assert (caught_up.lagging_since, begun) == (None, False)  # the episode ends
+    again, begun = caught_up.judged(clock() + 8 * H, 2 * H)
+    assert begun  # a new episode is told again
+    future = read.read(clock(), clock() + 9 * H)
+    assert future.as_of == clock()  # a batch "complete" up to the future is complete up to now

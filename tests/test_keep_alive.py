@@ -4,10 +4,13 @@ each at most its own `keep_alive.max`; lifetimes ignore them. The owner's signed
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.admin_rig import ADMIN_TOKEN, PUBLIC_URL, READ_TOKEN, SNOOZE_SECRET, AdminRig, admin_rig
@@ -193,3 +196,53 @@ async def test_warnings_carry_the_keep_alive_link_to_the_admin_only(rig: AdminRi
     assert redact_links(f"see {link} now") == f"see {PUBLIC_URL}/keep-alive/[redacted] now"
     _, body, _ = await rig.call("GET", "/v1/events", token=READ_TOKEN)
     assert "/keep-alive/" not in str(body)
+
+
+# ---------------------------------------------------------------- the command
+
+
+async def _warden(rig: AdminRig, *args: str, **env: str) -> tuple[int, str, str]:
+    """`warden ARGS` as a process of its own, on the rig's policy files and database."""
+    done = await anyio.run_process(
+        [sys.executable, "-m", "warden", *args],
+        env={
+            **os.environ,
+            "WARDEN_POLICY_PATH": str(rig.policy_file),
+            "WARDEN_STATE_DIR": str(rig.settings.state_dir),
+            "CODER_TOKEN": "coder-token-for-the-cli-0123456789",
+            **env,
+        },
+        check=False,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_the_command_keeps_a_workspace_alive_and_prints_its_link(rig: AdminRig) -> None:
+    ref = rig.ref("bob-idle")
+    code, out, _ = await _warden(rig, "keep-alive", ref, "--for", "3h")
+    assert code == 0
+    assert out.startswith(f"{ref} kept alive until ")
+    assert "(idle-dev until " in out
+    assert rig.daemon.store is not None
+    row = await rig.daemon.store.workspace_row(WorkspaceId.parse(ref))
+    assert row is not None
+    assert row.kept_alive_by == "cli"
+    code, _, err = await _warden(rig, "keep-alive", "coder/no-such-workspace")
+    assert (code, "Warden has not seen" in err) == (1, True)
+    code, _, err = await _warden(rig, "keep-alive", ref, "--for", "ages")
+    assert (code, "`for` expects a number and a unit" in err) == (2, True)
+    code, _, err = await _warden(rig, "keep-alive", ref, "--link")
+    assert (code, "needs WARDEN_SNOOZE_SECRET" in err) == (2, True)
+    code, out, _ = await _warden(
+        rig,
+        "keep-alive",
+        ref,
+        "--link",
+        WARDEN_SNOOZE_SECRET=SNOOZE_SECRET,
+        WARDEN_PUBLIC_URL=PUBLIC_URL,
+    )
+    assert code == 0
+    link = out.strip()
+    token = link.removeprefix(f"{PUBLIC_URL}/keep-alive/")
+    links = KeepAliveLinks(SNOOZE_SECRET.encode(), PUBLIC_URL)
+    assert links.verify(token, now=rig.clock()) == WorkspaceId.parse(ref)
