@@ -1,5 +1,5 @@
 """The admin HTTP API: health, readiness, metrics, workspaces, explain, events, snooze,
-spend.
+keep-alive, spend, savings; and the status page's routes (`warden.ui`), outside /v1.
 
 This module owns the routes, who may call them and the shape of every answer:
 JSON, paginated, errors as {"error": {"code", "message"}}, all of it described by
@@ -12,8 +12,8 @@ POST; POST /v1/spend takes the admin token or the spend token, which opens nothi
 else (the systems that report spend hold it); /healthz, /readyz and /metrics are
 open unless `protect_health` is set. Tokens are compared in constant time and no
 answer ever holds a secret (errors say what was refused, never what was presented).
-A snooze link is a credential of its own: answers to the read-only token leave them
-out. The server binds 127.0.0.1 unless told otherwise.
+A snooze or keep-alive link is a credential of its own: answers to the read-only
+token leave them out. /ui checks a session cookie of its own (`ui/session.py`). The server binds 127.0.0.1 unless told otherwise.
 
 Input from outside is refused with a 400 before it reaches the store: bodies go
 through `json_input.load_json` (one parser for every route), path segments and query

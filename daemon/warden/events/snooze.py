@@ -428,11 +428,12 @@ def redact_links(text: str) -> str:
 
 
 def without_snooze_links(value: Any) -> Any:
-    """`value` (event data, an explanation) without the snooze links it carries: a copy
-    with `snooze` dropped from every `links` object and any other snooze URL masked.
+    """`value` (event data, an explanation) without the snooze and keep-alive links it
+    carries: a copy with `snooze` and `keep_alive` dropped from every `links` object and
+    any other such URL masked.
 
     For readers who may look but not act: a link is its own credential, so showing it
-    would let the read-only token snooze. Other links (`explain`) stay: they open
+    would let the read-only token snooze (or keep a workspace alive). Other links (`explain`) stay: they open
     nothing without a token of their own.
     """
     if isinstance(value, str):
