@@ -14,7 +14,7 @@ help:
 	@echo "make demo        - install, then run Warden against the built-in simulators"
 	@echo "make test        - install, then lint, type check and run the test suite (not chaos)"
 	@echo "make chaos       - install, then run the chaos tests (pytest -m chaos)"
-	@echo "make bench       - install, then benchmark one full cycle at 1k and 10k workspaces"
+	@echo "make bench       - install, then benchmark one full cycle at 1k and 10k workspaces, and savings"
 	@echo "make fmt         - format the code"
 	@echo "make constraints - pin the versions installed in .venv into $(CONSTRAINTS)"
 
@@ -63,6 +63,7 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/cycle.py
+	$(BIN)/python bench/savings.py
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache

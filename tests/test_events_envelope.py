@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import START
 from tests.events_rig import CHECKER, PUBLIC_URL, check_schema, decision, stopped, warned
+from warden.budget.freshness import Freshness, Source
 from warden.clock import ManualClock
 from warden.daemon import Daemon, load_policy_set
 from warden.events import catalogue as ev
@@ -197,8 +198,82 @@ def _from_the_catalogue() -> list[Event]:
         reason="closed",
         facts={"schedule": "office-berlin", "open": False},
     )
+    fresh = Freshness(
+        (
+            Source("observed:coder-prod", "observed", "coder-prod", now - timedelta(minutes=2)),
+            Source("feed:agent-runs", "feed", "agents", now - timedelta(hours=3)),
+        )
+    ).json(now)
     events = [
         ev.decision_event(warn, now=now),
+        ev.new_event(
+            ev.WORKSPACE_KEPT_ALIVE,
+            ref,
+            now=now,
+            data={
+                "workspace": ref,
+                "provider": "coder-prod",
+                "owner": "alice",
+                "until": (now + timedelta(hours=12)).isoformat(),
+                "asked": "12h",
+                "kept_alive_by": "owner link",
+                "held": {"idle-dev": (now + timedelta(hours=8)).isoformat()},
+            },
+        ),
+        ev.new_event(
+            ev.SPEND_FEED_LAGGING,
+            "feeds/agent-runs",
+            now=now,
+            data={
+                "feed": "agent-runs",
+                "provider": "agents",
+                "as_of": (now - timedelta(hours=3)).isoformat(),
+                "read_at": now.isoformat(),
+                "lag_seconds": 10800,
+                "lag": "3h",
+                "max_lag": "2h",
+                "reason": "its data is 3h old",
+            },
+        ),
+        ev.new_event(
+            ev.OWNER_DIGEST,
+            "owners/alice",
+            now=now,
+            data={
+                "digest": "owners-weekly",
+                "notify": ["team-chat"],
+                "owner": "alice",
+                "period": "week",
+                "period_start": day_start.isoformat(),
+                "period_end": (day_start + timedelta(days=7)).isoformat(),
+                "currency": "USD",
+                "spent": "12.500000",
+                "ran": [{"workspace": ref, "name": "ws-1", "spent": "12.500000"}],
+                "ran_count": 1,
+                "stops": 1,
+                "avoided": "8.000000",
+                "stopped": [
+                    {
+                        "workspace": ref,
+                        "name": "ws-1",
+                        "stops": 1,
+                        "hours": "8.00",
+                        "avoided": "8.000000",
+                    }
+                ],
+                "due": [
+                    {
+                        "workspace": ref,
+                        "name": "ws-1",
+                        "policy": "idle-dev",
+                        "action": "stop",
+                        "due_at": due.isoformat(),
+                    }
+                ],
+                "due_count": 1,
+                "budgets": [],
+            },
+        ),
         ev.decision_event(
             warn,
             now=now,
@@ -423,7 +498,8 @@ def _from_the_catalogue() -> list[Event]:
                 "projected": "54.250000",
                 "action": "notify",
                 "notify": ["team-chat"],
-            },
+            }
+            | fresh,
         ),
         ev.new_event(  # a threshold that acts: critical
             ev.BUDGET_THRESHOLD_CROSSED,
@@ -439,7 +515,8 @@ def _from_the_catalogue() -> list[Event]:
                 "projected": "2298.120000",
                 "action": "throttle",
                 "notify": ["oncall"],
-            },
+            }
+            | fresh,
             severity="critical",
         ),
         ev.new_event(

@@ -95,7 +95,7 @@ def test_an_unknown_key_lists_the_keys_that_are_allowed():
     assert problems(path) == [
         "p.yaml:3:5: policies[0].whne: unknown key; did you mean `when`? (expected one of: "
         "name, description, match, "
-        "exclude, when, schedule, lifecycle, warn_before, snooze, do, extend, notify, dry_run)"
+        "exclude, when, schedule, lifecycle, warn_before, snooze, keep_alive, do, extend, notify, dry_run)"
     ]
 
 

@@ -1,4 +1,5 @@
-"""The `warden` command: run, validate, plan, explain, schema, events, spend, migrate, demo.
+"""The `warden` command: run, validate, plan, explain, schema, events, spend, savings,
+keep-alive, migrate, demo.
 
 Exit codes (warden.exits): 0 success; 1 a runtime failure (store or platform
 unreachable); 2 bad input (a policy file with problems, bad arguments); 130 interrupted.
@@ -26,6 +27,7 @@ from warden.logging import REDACTOR, configure_logging
 from warden.policy.loader import PolicyError, load_policies
 from warden.providers.registry import capability_names
 from warden.settings import Settings, policy_environment
+from warden.spend.savings import PERIODS, SCOPES
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
     spend.add_argument("--day", type=_day, help="a UTC day, YYYY-MM-DD (default: today)")
     spend.add_argument("--json", action="store_true")
     spend.set_defaults(func=cmd_spend)
+
+    savings = sub.add_parser(
+        "savings", help="what Warden's stops avoided, by owner, policy or provider, per period"
+    )
+    savings.add_argument("--by", choices=SCOPES, default="owner")
+    savings.add_argument("--per", choices=PERIODS, default="day")
+    savings.add_argument("--from", dest="first", type=_day, help="a UTC day, YYYY-MM-DD")
+    savings.add_argument("--to", dest="last", type=_day, help="a UTC day (default: today)")
+    savings.add_argument("--json", action="store_true")
+    savings.set_defaults(func=cmd_savings)
+
+    keep = sub.add_parser(
+        "keep-alive", help="mark a workspace in use until a time: idle rules hold their stop"
+    )
+    keep.add_argument("workspace", help="PROVIDER/ID, as in events")
+    keep.add_argument(
+        "--for",
+        dest="duration",
+        type=_duration,
+        help="how long: 90m, 4h, 3d (default: the longest its policies allow)",
+    )
+    keep.add_argument(
+        "--link",
+        action="store_true",
+        help="print the owner's keep-alive link instead (needs WARDEN_SNOOZE_SECRET and "
+        "WARDEN_PUBLIC_URL); a job can call it with curl -X POST",
+    )
+    keep.set_defaults(func=cmd_keep_alive)
 
     holds = sub.add_parser("holds", help="the safety rails' holds in force; release one")
     holds_sub = holds.add_subparsers(dest="holds_command")
@@ -256,6 +286,29 @@ def cmd_spend(args: argparse.Namespace) -> int:
     from warden.commands import spend
 
     return anyio.run(spend, _settings(args), args)
+
+
+def cmd_savings(args: argparse.Namespace) -> int:
+    from warden.commands import savings
+
+    return anyio.run(savings, _settings(args), args)
+
+
+def cmd_keep_alive(args: argparse.Namespace) -> int:
+    from warden.commands import keep_alive
+
+    return anyio.run(keep_alive, _settings(args), args)
+
+
+def _duration(text: str) -> str:
+    from warden.events.keepalive import duration_of
+    from warden.events.snooze import SnoozeRefused
+
+    try:
+        duration_of(text)
+    except SnoozeRefused as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _day(text: str) -> date:

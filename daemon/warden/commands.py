@@ -257,3 +257,89 @@ async def spend(settings: Settings, args: Any) -> int:
         else spend_table(rows, day=day, by=args.by)
     )
     return EXIT_OK
+
+
+async def savings(settings: Settings, args: Any) -> int:
+    """`warden savings`: what Warden's stops avoided, by scope and period (UTC days)."""
+    from warden.spend.savings import default_first_day, savings_json, savings_of, savings_text
+
+    policies = _policies_or_exit(settings)
+    if policies is None:
+        return EXIT_BAD_INPUT
+    now = utc_now()
+    last = args.last or now.date()
+    first = args.first or default_first_day(args.per, last)
+    if first > last:
+        print("warden: --from must be a day before --to", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    report = {
+        "by": args.by,
+        "per": args.per,
+        "first": first,
+        "last": last,
+        "horizon": policies.settings.savings_horizon,
+    }
+    store = await Store.open(settings.effective_database_url)
+    try:
+        await store.migrate()
+        rows = await savings_of(store, now=now, **report)
+    finally:
+        await store.aclose()
+    print(
+        json.dumps(savings_json(rows, **report), indent=2)
+        if args.json
+        else savings_text(rows, **report)
+    )
+    return EXIT_OK
+
+
+async def keep_alive(settings: Settings, args: Any) -> int:
+    """`warden keep-alive PROVIDER/ID [--for 4h] [--link]`: in use until a time."""
+    from warden.daemon import snooze_links
+    from warden.events.keepalive import (
+        KeepAliveLinks,
+        NothingToKeepAlive,
+        duration_of,
+        keep_alive,
+        kept_alive_json,
+    )
+    from warden.store import UnknownWorkspace
+
+    try:
+        ws_id = WorkspaceId.parse(args.workspace)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.link:
+        links = snooze_links(settings)
+        if links is None:
+            print(
+                "warden: a keep-alive link needs WARDEN_SNOOZE_SECRET and WARDEN_PUBLIC_URL",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        print(KeepAliveLinks.beside(links).make(ws_id, now=utc_now()))
+        return EXIT_OK
+    policies = _policies_or_exit(settings)
+    if policies is None:
+        return EXIT_BAD_INPUT
+    store = await Store.open(settings.effective_database_url)
+    try:
+        await store.migrate()
+        done = await keep_alive(
+            store,
+            ws_id,
+            duration=duration_of(args.duration),
+            policies=policies.policies,
+            now=utc_now(),
+            by="cli",
+        )
+    except (UnknownWorkspace, NothingToKeepAlive) as e:
+        print(f"warden: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await store.aclose()
+    answer = kept_alive_json(done)
+    held = ", ".join(f"{name} until {until}" for name, until in answer["held"].items())
+    print(f"{ws_id} kept alive until {answer['kept_alive_until']} ({held})")
+    return EXIT_OK

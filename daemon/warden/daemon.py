@@ -34,14 +34,17 @@ from warden.actuator import Actuator
 from warden.budget.keeper import BudgetKeeper
 from warden.clock import Clock, utc_now
 from warden.cycle import CycleResult, Pipeline, ProviderStatus
+from warden.digests import send_digests
 from warden.errors import excerpt
 from warden.events import catalogue as ev
 from warden.events.dispatcher import Dispatcher
 from warden.events.envelope import source_for
+from warden.events.keepalive import KeepAliveLinks, keep_alive_routes
 from warden.events.snooze import SnoozeLinks, WarningLinks, snooze_routes
 from warden.leadership import Leadership
 from warden.logging import REDACTOR
 from warden.metrics import Metrics
+from warden.model import WorkspaceId
 from warden.policy.decide import Rules
 from warden.policy.loader import (
     PolicyError,
@@ -69,6 +72,7 @@ LEASE = "warden-leader"
 LEASE_TTL = timedelta(seconds=30)  # the default of WARDEN_LEASE_TTL
 SHUTDOWN_GRACE = 8.0  # seconds for in-flight actions at SIGTERM: systemd waits 10
 WATCH_INTERVAL = 2.0  # seconds between checks of the policy files' mtimes
+DIGEST_CHECK = 60.0  # seconds between looks at whether an owner digest is due
 STALLED_TRANSACTION = timedelta(seconds=10)  # a transaction idle this long is a paused replica
 
 __all__ = ["LEASE", "LEASE_TTL", "CycleResult", "Daemon", "ProviderStatus", "load_policy_set"]
@@ -160,6 +164,7 @@ class Daemon:
         self.shards: Shards  # the providers this replica polls and acts for
         self.dispatcher: Dispatcher | None = None
         self.snooze_links: SnoozeLinks | None = None
+        self.keep_alive_links: KeepAliveLinks | None = None
         self.dry_run = settings.dry_run
         self.ready = anyio.Event()
         self._leading_changed = anyio.Event()  # wakes delivery when leadership changes
@@ -206,9 +211,14 @@ class Daemon:
             public_url=self.settings.public_url,
         )
         self.snooze_links = snooze_links(self.settings)
+        if self.snooze_links is not None:
+            self.keep_alive_links = KeepAliveLinks.beside(self.snooze_links)
         links = (
             WarningLinks(
-                self.snooze_links, policies=lambda: self.policies.policies, clock=self._clock
+                self.snooze_links,
+                policies=lambda: self.policies.policies,
+                clock=self._clock,
+                keep_alive=self._keep_alive_link,
             )
             if self.snooze_links
             else None
@@ -406,6 +416,13 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        self._scheduler.add_job(
+            self._send_digests_safely,
+            IntervalTrigger(seconds=DIGEST_CHECK),
+            id="digests",
+            max_instances=1,
+            coalesce=True,
+        )
         self._schedule_edges(self._clock())
         self._scheduler.start()
 
@@ -442,6 +459,28 @@ class Daemon:
                 misfire_grace_time=int(feed.interval.total_seconds()),
                 next_run_time=self._clock(),
             )
+
+    async def send_digests(self, now: datetime | None = None) -> int:
+        """Tell the owner digests whose time has come (leader only); how many were."""
+        now = now or self._clock()
+        if not self.policies.digests or (not self.leader and not await self.renew_lease(now)):
+            return 0
+        assert self.leadership is not None
+        async with self._in_flight.job():
+            store = self._store().with_fence(self.leadership.fence)
+            return await send_digests(
+                store,
+                self.policies.digests,
+                self.policies.budgets,
+                horizon=self.policies.settings.savings_horizon,
+                now=now,
+            )
+
+    async def _send_digests_safely(self) -> None:
+        try:
+            await self.send_digests()
+        except Exception as e:  # the next minute tries again; the daemon goes on
+            log.error("digest.failed", error=excerpt(f"{type(e).__name__}: {e}"))
 
     async def _poll_feed(self, poller: FeedPoller) -> None:
         """Leader only: a standby would store the same records (harmless) but tell each
@@ -583,18 +622,30 @@ class Daemon:
             tg.cancel_scope.cancel()
 
     def _snooze_routes(self) -> list[web.AbstractRouteDef]:
-        """The owners' snooze links, on the admin API's port, when links are signed."""
-        if self.snooze_links is None:
+        """The owners' snooze and keep-alive links, on the admin API's port, when links
+        are signed."""
+        if self.snooze_links is None or self.keep_alive_links is None:
             return []
-        return list(
-            snooze_routes(
+        return [
+            *snooze_routes(
                 links=self.snooze_links,
                 store=self._store(),
                 policies=lambda: self.policies.policies,
                 clock=self._clock,
                 on_snoozed=self._events_written,
-            )
-        )
+            ),
+            *keep_alive_routes(
+                links=self.keep_alive_links,
+                store=self._store(),
+                policies=lambda: self.policies.policies,
+                clock=self._clock,
+                on_kept_alive=self._events_written,
+            ),
+        ]
+
+    def _keep_alive_link(self, ws: WorkspaceId, now: datetime) -> str:
+        assert self.keep_alive_links is not None
+        return self.keep_alive_links.make(ws, now=now)
 
     async def _drain(self) -> None:
         """Let in-flight cycles finish (their actions are recorded) and the other jobs

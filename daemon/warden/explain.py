@@ -18,6 +18,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from warden.budget.freshness import lag_text
 from warden.budget.keeper import BudgetKeeper
 from warden.model import WorkspaceId
 from warden.policy.durations import format_duration
@@ -122,10 +123,16 @@ def budget_line(budget: Mapping[str, Any]) -> str:
     def usd(key: str) -> str:
         return f"${Decimal(budget[key]).quantize(cent)}"
 
+    age = (
+        f"data as of {budget['as_of']} ({lag_text(budget['lag_seconds'])} old, oldest: "
+        f"{budget['oldest_source']})"
+        if budget.get("as_of")
+        else "data age unknown (a source not read yet)"
+    )
     return (
         f"budget {budget['budget']} ({budget['per']} {budget['scope']}): {usd('spent')} of "
         f"{usd('limit')} ({budget['percent']}), this workspace {usd('workspace_spent')}, "
-        f"projected ${budget['projected']}; fired: {', '.join(fired) or 'none'}"
+        f"projected ${budget['projected']}; fired: {', '.join(fired) or 'none'}; {age}"
     )
 
 

@@ -20,7 +20,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from warden import __version__
 from warden.model import State
@@ -151,6 +153,8 @@ class Metrics:
             "1 when the daemon decides and tells but acts on nothing.",
             registry=r,
         )
+        self._avoided = _Avoided()
+        r.register(self._avoided)
         self._providers: set[str] = set()
 
     # ------------------------------------------------------------ observe
@@ -242,6 +246,11 @@ class Metrics:
         self._spend.labels(policy=policy, scope=scope).set(float(spent))
         self._budget_used.labels(policy=policy, scope=scope).set(float(spent / limit))
 
+    def avoided(self, totals: Mapping[tuple[str, str], Decimal]) -> None:
+        """What Warden's stops avoided so far, by (provider, policy), read from the store
+        at each scrape (`spend/savings.py`): `warden_avoided_usd_total`."""
+        self._avoided.totals = dict(totals)
+
     # ------------------------------------------------------------ the daemon itself
 
     def policy_reload(self, ok: bool) -> None:
@@ -258,6 +267,36 @@ class Metrics:
         """The metrics as bytes and their content type, OpenMetrics if `accept` asks for it."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+class _Avoided(Collector):
+    """`warden_avoided_usd_total`: a counter whose value the store holds, not this process.
+
+    Avoided spend only grows (each stop counts the time it was seen stopped, up to the
+    horizon), but it is computed from the store at each scrape, so that every replica
+    reports the same figure and a restart loses nothing.
+    """
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, str], Decimal] = {}
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = self._family()
+        for (provider, policy), amount in sorted(self.totals.items()):
+            family.add_metric([provider, policy], float(amount))
+        return [family]
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "warden_avoided_usd",
+            "Spend Warden's stops avoided: each stop's rate times the time it stayed stopped, "
+            "at most settings.savings_horizon; by provider and the policy that stopped it.",
+            labels=["provider", "policy"],
+        )
 
 
 def _remove(metric: Gauge, *labels: str) -> None:

@@ -147,6 +147,11 @@ class Memory:
     stopped_by: str | None = None  # the policy that made Warden stop it, if Warden did
     stopped_at: datetime | None = None
     last_action_key: str | None = None
+    # A keep-alive: in use until `kept_alive_until`, asked for at `kept_alive_at`. Idle
+    # and utilisation policies hold their stop until then, each at most its own
+    # `keep_alive.max` after `kept_alive_at` (`KeepAlive.held_until`).
+    kept_alive_at: datetime | None = None
+    kept_alive_until: datetime | None = None
     # Utilisation samples kept across polls, oldest first, by metric ("gpu", "cpu");
     # a None value is a poll where the platform did not say.
     samples: Mapping[str, Sequence[tuple[datetime, Decimal | None]]] = field(default_factory=dict)

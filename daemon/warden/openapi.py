@@ -14,6 +14,10 @@ from warden import __version__
 from warden.model import State
 from warden.policy.models import NAME_PATTERN
 
+# The savings report's choices (spend/savings.py imports the store; these stay here).
+SAVINGS_SCOPES: Final = ("workspace", "owner", "policy", "provider", "all")
+SAVINGS_PERIODS: Final = ("day", "week", "month")
+
 MAX_PAGE: Final = 500  # workspaces per page
 MAX_EVENTS: Final = 1000  # events per page
 DEFAULT_PAGE: Final = 100
@@ -37,6 +41,8 @@ TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,200}$"
 RECORD_TEXT_PATTERN: Final = TEXT_PATTERN
 AMOUNT_PATTERN: Final = r"^[0-9]{1,9}(\.[0-9]+)?$"
 AMOUNT_LIMIT: Final = 10**9  # exclusive
+# A UTC day from 2000 to 2999 (`format: date` says it must exist, too).
+DATE_PATTERN: Final = r"^2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 _JSON = "application/json"
 _BEARER: Final[list[dict[str, list[str]]]] = [{"bearerAuth": []}]
@@ -196,6 +202,7 @@ def _schemas() -> dict[str, Any]:
                 "snoozed_until",
                 "stopped_by",
                 "stopped_at",
+                "kept_alive_until",
             ],
             "properties": {
                 "ref": {"type": "string", "description": "PROVIDER/ID, as in events"},
@@ -211,6 +218,11 @@ def _schemas() -> dict[str, Any]:
                 "snoozed_until": _TIME_OR_NULL,
                 "stopped_by": _nullable("string", description="the policy Warden stopped it for"),
                 "stopped_at": _TIME_OR_NULL,
+                "kept_alive_until": {
+                    **_TIME_OR_NULL,
+                    "description": "a keep-alive asked for until then (each idle policy "
+                    "holds at most its keep_alive.max)",
+                },
             },
         },
         "WorkspacePage": {
@@ -260,9 +272,104 @@ def _schemas() -> dict[str, Any]:
                             "percent": {"type": "string", "example": "82.5%"},
                             "projected": {"type": "string", "description": "USD at the end"},
                             "thresholds": {"type": "array", "items": {"type": "object"}},
+                            "as_of": {
+                                **_TIME_OR_NULL,
+                                "description": "the oldest fact the figure rests on: null "
+                                "when a source has never been read",
+                            },
+                            "lag_seconds": _nullable(
+                                "integer", description="how old that fact is, now"
+                            ),
+                            "sources": {
+                                "type": "array",
+                                "description": "each source of the figure and how fresh it is",
+                                "items": _ref("SpendSource"),
+                            },
                         },
                     },
                 }
+            },
+        },
+        "SpendSource": {
+            "type": "object",
+            "required": ["source", "kind", "provider", "as_of", "lag_seconds"],
+            "additionalProperties": False,
+            "properties": {
+                "source": {"type": "string", "example": "observed:coder-prod"},
+                "kind": {"type": "string", "enum": ["observed", "feed", "push"]},
+                "provider": {"type": "string"},
+                "as_of": _TIME_OR_NULL,
+                "lag_seconds": _nullable("integer"),
+            },
+        },
+        "KeepAliveRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "for": {
+                    "type": "string",
+                    "pattern": SNOOZE_PATTERN,
+                    "description": "how long: 90m, 8h, 3d (default: the longest its "
+                    "policies allow; each holds at most its keep_alive.max)",
+                    "example": "4h",
+                }
+            },
+        },
+        "KeptAlive": {
+            "type": "object",
+            "required": ["workspace", "kept_alive_until", "held"],
+            "additionalProperties": False,
+            "properties": {
+                "workspace": {"type": "string"},
+                "kept_alive_until": _TIME,
+                "held": {
+                    "type": "object",
+                    "description": "each idle or utilisation policy covering it, and until "
+                    "when it holds its stop",
+                    "additionalProperties": _TIME,
+                },
+            },
+        },
+        "Savings": {
+            "type": "object",
+            "required": ["by", "per", "from", "to", "horizon", "currency", "total", "items"],
+            "additionalProperties": False,
+            "properties": {
+                "by": {"type": "string", "enum": list(SAVINGS_SCOPES)},
+                "per": {"type": "string", "enum": list(SAVINGS_PERIODS)},
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "horizon": {"type": "string", "description": "each stop counts at most this"},
+                "currency": {"type": "string", "enum": ["USD"]},
+                "total": {"type": "string", "description": "USD, exact"},
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["period", "scope", "avoided", "hours", "stops", "unpriced"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "period": {
+                                "type": "string",
+                                "format": "date",
+                                "description": "the period's first day (UTC)",
+                            },
+                            "scope": {"type": "string"},
+                            "avoided": {"type": "string", "description": "USD, exact"},
+                            "hours": {"type": "string", "description": "stopped time counted"},
+                            "stops": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "stops Warden made in the period",
+                            },
+                            "unpriced": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "of those, stops without a known rate",
+                            },
+                        },
+                    },
+                },
             },
         },
         "Event": {
@@ -428,7 +535,12 @@ def _spend_schemas() -> dict[str, Any]:
                     "type": "array",
                     "maxItems": MAX_SPEND_RECORDS,
                     "items": _ref("SpendRecord"),
-                }
+                },
+                "as_of": {
+                    **_TIME,
+                    "description": "the records are complete up to this moment (a bill "
+                    "exported late); without it, up to when they arrive",
+                },
             },
         },
         "SpendReceived": {
@@ -584,6 +696,28 @@ def _workspace_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/workspaces/{provider}/{id}/keep-alive": {
+            "post": {
+                "operationId": "keepWorkspaceAlive",
+                "summary": "Mark a workspace in use until a time: idle and utilisation "
+                "policies hold their stop, each at most its keep_alive.max (admin). Told as "
+                "warden.workspace.kept_alive.",
+                "tags": ["workspaces"],
+                "security": _BEARER,
+                "parameters": _path_params(),
+                "requestBody": {
+                    "required": False,
+                    "content": {_JSON: {"schema": _ref("KeepAliveRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("KeptAlive"), "kept alive"),
+                    "404": _error("Warden has not seen this workspace"),
+                    "409": _error("no idle or utilisation policy that allows it covers it"),
+                    **_TOO_LARGE,
+                    **_ERRORS_WRITE,
+                },
+            }
+        },
         "/v1/workspaces/{provider}/{id}/snooze": {
             "post": {
                 "operationId": "snoozeWorkspace",
@@ -636,6 +770,54 @@ def _daemon_paths() -> dict[str, Any]:
                 "tags": ["budgets"],
                 "security": _BEARER,
                 "responses": {"200": _json(_ref("BudgetPage"), "every budget"), **_ERRORS_READ},
+            }
+        },
+        "/v1/savings": {
+            "get": {
+                "operationId": "listSavings",
+                "summary": "What Warden's stops avoided: each stop's rate times the time it "
+                "stayed stopped (as seen), at most settings.savings_horizon; by scope and "
+                "UTC day, ISO week or month.",
+                "tags": ["budgets"],
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "by",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "string",
+                            "enum": list(SAVINGS_SCOPES),
+                            "default": "owner",
+                        },
+                    },
+                    {
+                        "name": "per",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "string",
+                            "enum": list(SAVINGS_PERIODS),
+                            "default": "day",
+                        },
+                    },
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": False,
+                        "description": "the first UTC day (default: 30 days, 12 weeks or "
+                        "12 months before `to`); after `to`, the report is empty",
+                        "schema": {"type": "string", "format": "date", "pattern": DATE_PATTERN},
+                    },
+                    {
+                        "name": "to",
+                        "in": "query",
+                        "required": False,
+                        "description": "the last UTC day (default: today)",
+                        "schema": {"type": "string", "format": "date", "pattern": DATE_PATTERN},
+                    },
+                ],
+                "responses": {"200": _json(_ref("Savings"), "the report"), **_ERRORS_READ},
             }
         },
         "/v1/holds": {
@@ -715,6 +897,77 @@ def _daemon_paths() -> dict[str, Any]:
     }
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _ui_paths() -> dict[str, Any]:
+    """The status page: HTML for people, behind its own session cookie (not a bearer)."""
+    page = _html("the status page, or the login form without a valid session cookie")
+    see_page = {
+        "description": "to the page (a session cookie set, or dropped)",
+        "headers": {"Location": {"schema": {"type": "string", "enum": ["/ui"]}}},
+    }
+    return {
+        "/ui": {
+            "get": {
+                "operationId": "statusPage",
+                "summary": "The status page: fleet, what falls due and why, budgets with their "
+                "data's age, kept-alive workspaces, savings, recent events. Read-only.",
+                "tags": ["ui"],
+                "security": _OPEN,
+                "responses": {
+                    "200": page,
+                    "503": _html("the state store is not open yet"),
+                    "default": _error("any other failure"),
+                },
+            }
+        },
+        "/ui/login": {
+            "post": {
+                "operationId": "statusPageLogin",
+                "summary": "Trade the read-only (or admin) token for an HttpOnly, "
+                "SameSite=Strict session cookie holding a signed claim, never the token.",
+                "tags": ["ui"],
+                "security": _OPEN,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["token"],
+                                "properties": {"token": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": page,
+                    "303": see_page,
+                    "401": _html("not a token Warden knows: the form again, saying so"),
+                    "403": _html("a form sent from another origin"),
+                    "413": _html("a body too large to hold a token"),
+                    "default": _error("any other failure"),
+                },
+            }
+        },
+        "/ui/logout": {
+            "post": {
+                "operationId": "statusPageLogout",
+                "summary": "Drop the session cookie.",
+                "tags": ["ui"],
+                "security": _OPEN,
+                "responses": {
+                    "200": page,
+                    "303": see_page,
+                    "default": _error("any other failure"),
+                },
+            }
+        },
+    }
+
+
 def openapi_document(*, version: str = __version__) -> dict[str, Any]:
     """The whole OpenAPI 3.0 document, as served at /openapi.json."""
     return {
@@ -729,7 +982,11 @@ def openapi_document(*, version: str = __version__) -> dict[str, Any]:
                 'Every error is {"error": {"code", "message"}}.'
             ),
         },
-        "paths": _health_paths() | _workspace_paths() | _daemon_paths() | _spend_paths(),
+        "paths": _health_paths()
+        | _workspace_paths()
+        | _daemon_paths()
+        | _spend_paths()
+        | _ui_paths(),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {

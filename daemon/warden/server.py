@@ -1,5 +1,5 @@
 """The admin HTTP API: health, readiness, metrics, workspaces, explain, events, snooze,
-spend.
+keep-alive, spend, savings; and the status page's routes (`warden.ui`), outside /v1.
 
 This module owns the routes, who may call them and the shape of every answer:
 JSON, paginated, errors as {"error": {"code", "message"}}, all of it described by
@@ -12,8 +12,8 @@ POST; POST /v1/spend takes the admin token or the spend token, which opens nothi
 else (the systems that report spend hold it); /healthz, /readyz and /metrics are
 open unless `protect_health` is set. Tokens are compared in constant time and no
 answer ever holds a secret (errors say what was refused, never what was presented).
-A snooze link is a credential of its own: answers to the read-only token leave them
-out. The server binds 127.0.0.1 unless told otherwise.
+A snooze or keep-alive link is a credential of its own: answers to the read-only
+token leave them out. /ui checks a session cookie of its own (`ui/session.py`). The server binds 127.0.0.1 unless told otherwise.
 
 Input from outside is refused with a 400 before it reaches the store: bodies go
 through `json_input.load_json` (one parser for every route), path segments and query
@@ -30,9 +30,9 @@ import logging
 import re
 import secrets
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -56,6 +56,7 @@ from warden.budget.keeper import BudgetKeeper
 from warden.clock import Clock, utc_now
 from warden.errors import excerpt
 from warden.events import catalogue as ev
+from warden.events.keepalive import NothingToKeepAlive, duration_of, keep_alive, kept_alive_json
 from warden.events.snooze import redact_links, without_snooze_links
 from warden.explain import explanation
 from warden.holds import list_holds
@@ -64,6 +65,7 @@ from warden.json_input import JsonInputError, load_json, safe_text
 from warden.metrics import Metrics
 from warden.model import State, WorkspaceId
 from warden.openapi import (
+    DATE_PATTERN,
     DEFAULT_PAGE,
     MAX_BODY,
     MAX_EVENTS,
@@ -79,9 +81,28 @@ from warden.openapi import (
 from warden.policy.durations import format_duration, parse_duration
 from warden.policy.models import NAME_PATTERN
 from warden.settings import Settings
-from warden.spend.feeds import SpendRecord, SpendRecordError, parse_records, read_at_most
+from warden.spend.feeds import (
+    PUSHED,
+    SpendRecord,
+    SpendRecordError,
+    parse_batch,
+    pushed_sources,
+    read_at_most,
+)
+from warden.spend.savings import (
+    PERIODS,
+    SCOPES,
+    SavingsPeriod,
+    SavingsScope,
+    avoided_total,
+    default_first_day,
+    savings_json,
+    savings_of,
+)
 from warden.store import Store, StoredEvent, StoreError, UnknownWorkspace, WorkspaceRow
 from warden.store.codec import jsonable
+from warden.ui.routes import ui_routes
+from warden.ui.session import Sessions
 
 if TYPE_CHECKING:
     from warden.policy.loader import PolicySet
@@ -98,6 +119,8 @@ READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 REALM: Final = 'Bearer realm="warden"'
 WORKSPACE_PARAMS: Final = frozenset({"provider", "state", "owner", "limit", "offset"})
 EVENT_PARAMS: Final = frozenset({"after", "limit"})
+SAVINGS_PARAMS: Final = frozenset({"by", "per", "from", "to"})
+AVOIDED_REFRESH: Final = timedelta(minutes=1)
 
 _CODES: Final = {
     400: "bad_request",
@@ -369,6 +392,7 @@ def workspace_json(row: WorkspaceRow) -> dict[str, Any]:
         "snoozed_until": _iso(row.snoozed_until),
         "stopped_by": row.stopped_by,
         "stopped_at": _iso(row.stopped_at),
+        "kept_alive_until": _iso(row.kept_alive_until),
     }
 
 
@@ -412,17 +436,30 @@ def error_response(
 # ---------------------------------------------------------------- parameters
 
 
+def _bounded_duration(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if re.search(SNOOZE_PATTERN, value) is None:
+        raise ValueError("expected a number and a unit: 90m, 8h, 3d (at most 999h or 30d)")
+    return value.strip()
+
+
 class SnoozeRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     duration: str = Field(alias="for")
 
-    @field_validator("duration")
-    @classmethod
-    def _bounded(cls, value: str) -> str:
-        if re.search(SNOOZE_PATTERN, value) is None:
-            raise ValueError("expected a number and a unit: 90m, 8h, 3d (at most 999h or 30d)")
-        return value.strip()
+    _bounded = field_validator("duration")(_bounded_duration)
+
+
+class KeepAliveRequest(BaseModel):
+    """How long a workspace is in use (optional: the longest its policies allow)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    duration: str | None = Field(default=None, alias="for")
+
+    _bounded = field_validator("duration")(_bounded_duration)
 
 
 class ReleaseRequest(BaseModel):
@@ -458,6 +495,29 @@ def integer_param(query: Mapping[str, str], name: str, *, default: int, low: int
     if re.fullmatch(r"[0-9]{1,20}", text) is None or not low <= int(text) <= high:
         raise ApiError(400, "bad_request", f"{name} must be an integer from {low} to {high}")
     return int(text)
+
+
+def choice_param(query: Mapping[str, str], name: str, choices: Sequence[str], default: str) -> str:
+    """A query parameter that must be one of `choices`; ApiError 400 otherwise."""
+    text = query.get(name, default)
+    if text not in choices:
+        raise ApiError(400, "bad_request", f"{name} must be one of {', '.join(choices)}")
+    return text
+
+
+def date_param(query: Mapping[str, str], name: str) -> date | None:
+    """A query parameter as a day, YYYY-MM-DD; ApiError 400 otherwise."""
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        if re.fullmatch(DATE_PATTERN, text) is None:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            400, "bad_request", f"{name} must be a day from 2000 to 2999, such as 2026-11-24"
+        ) from None
 
 
 def state_param(query: Mapping[str, str]) -> State | None:
@@ -532,6 +592,7 @@ class AdminApi:
         self._clock = clock
         self._public_url = public_url.rstrip("/") if public_url else None
         self._document = openapi_document()
+        self._avoided_at: datetime | None = None  # when the avoided total was last read
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -542,6 +603,8 @@ class AdminApi:
             web.get("/v1/workspaces", self.workspaces),
             web.get("/v1/workspaces/{provider}/{id}/explain", self.explain),
             web.post("/v1/workspaces/{provider}/{id}/snooze", self.snooze),
+            web.post("/v1/workspaces/{provider}/{id}/keep-alive", self.keep_alive),
+            web.get("/v1/savings", self.savings),
             web.get("/v1/events", self.events),
             web.get("/v1/budgets", self.budgets),
             web.get("/v1/holds", self.holds),
@@ -585,10 +648,23 @@ class AdminApi:
             unreachable=[name for name, s in statuses.items() if s.unreachable],
         )
         self._metrics.dry_run(self._backend.dry_run)
+        await self._refresh_avoided()
         body, content_type = self._metrics.render(request.headers.get("Accept"))
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
+
+    async def _refresh_avoided(self) -> None:
+        """`warden_avoided_usd_total` from the store, at most once a minute: it reads
+        every stop Warden made (about 2 s at 100k stops: `bench/savings.py`)."""
+        store, now = self._backend.store, self._clock()
+        if store is None or (
+            self._avoided_at is not None and now - self._avoided_at < AVOIDED_REFRESH
+        ):
+            return
+        horizon = self._backend.policies.settings.savings_horizon
+        self._metrics.avoided(avoided_total(await store.stops(), horizon=horizon, until=now))
+        self._avoided_at = now
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(self._document)
@@ -621,6 +697,20 @@ class AdminApi:
         keeper = BudgetKeeper(self._store())
         items = await keeper.overview(self._backend.policies.budgets, now=self._clock())
         return answer(request, {"items": items})
+
+    async def savings(self, request: web.Request) -> web.Response:
+        """What Warden's stops avoided, by scope and period (see `spend/savings.py`)."""
+        query = request.query
+        known_params(query, SAVINGS_PARAMS)
+        by: SavingsScope = choice_param(query, "by", SCOPES, "owner")  # type: ignore[assignment]
+        per: SavingsPeriod = choice_param(query, "per", PERIODS, "day")  # type: ignore[assignment]
+        now = self._clock()
+        last = date_param(query, "to") or now.date()
+        first = date_param(query, "from") or default_first_day(per, last)
+        horizon = self._backend.policies.settings.savings_horizon
+        report = {"by": by, "per": per, "first": first, "last": last, "horizon": horizon}
+        rows = await savings_of(self._store(), now=now, **report)  # type: ignore[arg-type]
+        return answer(request, savings_json(rows, **report))  # type: ignore[arg-type]
 
     async def holds(self, request: web.Request) -> web.Response:
         """The safety rails' holds in force: which policy, since when, why."""
@@ -684,6 +774,29 @@ class AdminApi:
         log.info("admin.snoozed", workspace=str(ws), until=until.isoformat())
         return web.json_response({"workspace": str(ws), "snoozed_until": until.isoformat()})
 
+    async def keep_alive(self, request: web.Request) -> web.Response:
+        """An admin marks a workspace in use until a time (see `events/keepalive.py`)."""
+        ws = _workspace_id(request)
+        body: KeepAliveRequest = (
+            await json_body(request, KeepAliveRequest)
+            if await request.read()
+            else KeepAliveRequest()
+        )
+        try:
+            done = await keep_alive(
+                self._store(),
+                ws,
+                duration=duration_of(body.duration),
+                policies=self._backend.policies.policies,
+                now=self._clock(),
+                by="admin",
+            )
+        except UnknownWorkspace:
+            raise ApiError(404, "not_found", f"Warden has not seen the workspace {ws}") from None
+        except NothingToKeepAlive as e:
+            raise ApiError(409, e.code, str(e)) from None
+        return web.json_response(kept_alive_json(done))
+
     async def release_hold(self, request: web.Request) -> web.Response:
         """An admin lets a held policy act: its held actions of this episode go ahead."""
         provider = checked_text(
@@ -734,13 +847,16 @@ class AdminApi:
                 f"at most {MAX_SPEND_BODY // 1024} KiB in one request: send the records in several",
             )
         try:
-            records = parse_records(body, max_records=MAX_SPEND_RECORDS)
+            batch = parse_batch(body, max_records=MAX_SPEND_RECORDS)
         except SpendRecordError as e:
             raise ApiError(400, "bad_request", str(e)) from None
+        records = batch.records
         self._known_providers(records)
-        new, duplicates = await self._store().add_spend_records(
-            records, source="push", now=self._clock()
-        )
+        store, now = self._store(), self._clock()
+        new, duplicates = await store.add_spend_records(records, source=PUSHED, now=now)
+        known = {(s.source, s.provider): s for s in await store.spend_sources()}
+        for state in pushed_sources(batch, known, now=now):
+            await store.save_spend_source(state)
         log.info("admin.spend_received", new=new, duplicates=duplicates)
         return web.json_response({"received": len(records), "new": new, "duplicates": duplicates})
 
@@ -950,6 +1066,12 @@ def admin_app(
         client_max_size=MAX_BODY,
     )
     app.add_routes(api.routes())
+    access = Access.from_settings(settings)
+    sessions = Sessions(readonly_token=access.readonly_token, admin_token=access.admin_token)
+    https = (settings.public_url or "").startswith("https://")
+    app.add_routes(
+        ui_routes(backend, sessions=sessions, clock=clock, secure=lambda r: https or r.secure)
+    )
     app.add_routes(extra_routes)
     return app
 

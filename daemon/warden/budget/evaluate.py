@@ -14,11 +14,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from warden.budget.freshness import Freshness
 from warden.budget.state import WindowState
 from warden.budget.windows import Window, window_at
 from warden.model import State, Workspace, WorkspaceId
 from warden.policy.models import BudgetPolicy, Threshold
 from warden.policy.selector import covers
+from warden.spend.accrual import Point
 
 HUNDRED = Decimal(100)
 HOUR = timedelta(hours=1)
@@ -54,6 +56,8 @@ class Standing:
     spenders: tuple[tuple[WorkspaceId, Decimal], ...]  # largest first
     fired: tuple[int, ...] = ()  # threshold indices reached for the first time now
     state: WindowState | None = field(default=None, compare=False)
+    # How old the facts behind `spent` are (budget/freshness.py); set by the keeper.
+    freshness: Freshness = field(default=Freshness(), compare=False)
 
     @property
     def limit(self) -> Decimal:
@@ -167,6 +171,31 @@ def _standing(
         if i not in already and standing.reaches(threshold, now)
     )
     return replace(standing, fired=fired)
+
+
+def observed_by_scope(
+    budget: BudgetPolicy,
+    snapshots: Mapping[WorkspaceId, Workspace],
+    points: Mapping[WorkspaceId, Point],
+    polls: Mapping[str, datetime | None],
+) -> dict[str, dict[str, datetime | None]]:
+    """Per scope value, per provider of its workspaces: up to when observed spend reaches
+    (the provider's last poll, or the oldest running workspace's last spend point)."""
+    found: dict[str, dict[str, datetime | None]] = {}
+    for ws in snapshots.values():
+        if not covers(budget, ws):
+            continue
+        scope = scope_of(budget.budget.per, ws)
+        if scope is None:
+            continue
+        provider = ws.id.provider
+        by_provider = found.setdefault(scope, {})
+        reach = by_provider[provider] if provider in by_provider else polls.get(provider)
+        point = points.get(ws.id)
+        if point is not None and reach is not None:
+            reach = min(reach, point.at)
+        by_provider[provider] = reach
+    return found
 
 
 def acting_thresholds(budget: BudgetPolicy, fired: Sequence[int]) -> list[Threshold]:

@@ -11,7 +11,7 @@ a budget (to undo at the reset) and, when a window's undo is complete, says so.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,7 +21,15 @@ import structlog
 
 from warden.actuator import CycleOutcome
 from warden.budget.enforce import budget_facts, percent_text
-from warden.budget.evaluate import HUNDRED, Charge, Standing, scope_of, standings
+from warden.budget.evaluate import (
+    HUNDRED,
+    Charge,
+    Standing,
+    observed_by_scope,
+    scope_of,
+    standings,
+)
+from warden.budget.freshness import fed_sources, freshness_of
 from warden.budget.state import Acted, WindowKey, WindowState
 from warden.budget.windows import window_at
 from warden.events import catalogue as ev
@@ -105,7 +113,8 @@ class BudgetKeeper:
         )
         if observed is not None:
             snapshots.update((ws.id, ws) for ws in observed.workspaces)
-        review.standings = await self._evaluate(budgets, review.states, snapshots, now)
+        polled = {observed.provider: observed.observed_at} if observed is not None else {}
+        review.standings = await self._evaluate(budgets, review.states, snapshots, now, polled)
         changed: list[WindowState] = []
         events: list[Event] = []
         for standing in review.standings:
@@ -151,14 +160,24 @@ class BudgetKeeper:
         states: Mapping[WindowKey, WindowState],
         snapshots: Mapping[WorkspaceId, Workspace],
         now: datetime,
+        polled: Mapping[str, datetime] | None = None,
     ) -> list[Standing]:
-        """Every budget's standings in its current window, against the stored states."""
-        rates = await self._store.spend_rates()
-        found = []
+        """Every budget's standings in its current window, against the stored states,
+        each with how fresh its facts are (`polled`: a cycle's own poll, not yet stored)."""
+        points = await self._store.running_points()
+        rates = {ws: p.per_hour for ws, p in points.items() if p.per_hour is not None}
+        polls = await self._store.last_polls() | dict(polled or {})
+        feeds = await self._store.spend_sources()
+        found: list[Standing] = []
         for budget in budgets:
             current = self._current_states(states, budget, now)
             charges = await self._charges(budget, now)
-            found.extend(standings(budget, charges, snapshots, rates, current, now=now))
+            observed = observed_by_scope(budget, snapshots, points, polls)
+            fed = fed_sources(budget, feeds)
+            found.extend(
+                replace(s, freshness=freshness_of(observed.get(s.scope, {}), fed))
+                for s in standings(budget, charges, snapshots, rates, current, now=now)
+            )
         return found
 
     async def _charges(self, budget: BudgetPolicy, now: datetime) -> list[Charge]:
@@ -266,15 +285,19 @@ def standing_json(standing: Standing, now: datetime) -> dict[str, Any]:
     What fired is what the store holds (the last review), not what would fire now.
     """
     fired = standing.state.fired if standing.state else ()
-    return budget_facts(standing) | {
-        "percent": percent_text(standing),
-        "burn_per_hour": str(standing.burn_per_hour),
-        "projected": str(standing.projected(now).quantize(Decimal("0.01"))),
-        "thresholds": [
-            {"at": f"{t.at}%", "forecast": t.forecast, "do": t.do, "fired": i in fired}
-            for i, t in enumerate(standing.budget.thresholds)
-        ],
-    }
+    return (
+        budget_facts(standing)
+        | {
+            "percent": percent_text(standing),
+            "burn_per_hour": str(standing.burn_per_hour),
+            "projected": str(standing.projected(now).quantize(Decimal("0.01"))),
+            "thresholds": [
+                {"at": f"{t.at}%", "forecast": t.forecast, "do": t.do, "fired": i in fired}
+                for i, t in enumerate(standing.budget.thresholds)
+            ],
+        }
+        | standing.freshness.json(now)
+    )
 
 
 def _fed(record: SpendRecord, *, recent: bool) -> Charge:
@@ -305,16 +328,20 @@ def _state_of(standing: Standing) -> WindowState:
 def _crossed(standing: Standing, index: int, now: datetime) -> Event:
     threshold = standing.budget.thresholds[index]
     acts = threshold.do != "notify"
-    data = budget_facts(standing) | {
-        "policy": standing.budget.name,
-        "threshold": index,
-        "at": f"{threshold.at}%",
-        "percent": percent_text(standing),
-        "forecast": threshold.forecast,
-        "projected": str(standing.projected(now).quantize(Decimal("0.000001"))),
-        "action": threshold.do,
-        "notify": list(threshold.notify),
-    }
+    data = (
+        budget_facts(standing)
+        | {
+            "policy": standing.budget.name,
+            "threshold": index,
+            "at": f"{threshold.at}%",
+            "percent": percent_text(standing),
+            "forecast": threshold.forecast,
+            "projected": str(standing.projected(now).quantize(Decimal("0.000001"))),
+            "action": threshold.do,
+            "notify": list(threshold.notify),
+        }
+        | standing.freshness.json(now)
+    )
     severity = "critical" if acts or threshold.at >= HUNDRED else "warning"
     return ev.new_event(
         ev.BUDGET_THRESHOLD_CROSSED,

@@ -36,8 +36,8 @@ def window_at(kind: WindowKind, zone: str, now: datetime) -> Window:
     """The window of `kind` in `zone` that contains `now`."""
     tz = ZoneInfo(zone)
     today = now.astimezone(tz).date()
-    first = _first_day(kind, today)
-    following = _next_first_day(kind, first)
+    first = first_day_of(kind, today)
+    following = next_first_day(kind, first)
     return Window(
         start=local_midnight(first, tz),
         end=local_midnight(following, tz),
@@ -51,7 +51,8 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
-def _first_day(kind: WindowKind, day: date) -> date:
+def first_day_of(kind: WindowKind, day: date) -> date:
+    """The first day of the day, ISO week (Monday) or month that `day` is in."""
     if kind == "day":
         return day
     if kind == "week":
@@ -59,7 +60,8 @@ def _first_day(kind: WindowKind, day: date) -> date:
     return day.replace(day=1)
 
 
-def _next_first_day(kind: WindowKind, first: date) -> date:
+def next_first_day(kind: WindowKind, first: date) -> date:
+    """The first day of the period after the one that starts on `first`."""
     if kind == "day":
         return first + timedelta(days=1)
     if kind == "week":

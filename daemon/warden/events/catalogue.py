@@ -27,6 +27,8 @@ KILL_SWITCH_RELEASED: Final = "warden.workspace.kill_switch_released"
 WORKSPACE_NOTIFIED: Final = "warden.workspace.notified"
 WORKSPACE_SKIPPED: Final = "warden.workspace.skipped"
 WORKSPACE_SNOOZED: Final = "warden.workspace.snoozed"
+# an owner (a signed link) or an admin marked the workspace in use until a time
+WORKSPACE_KEPT_ALIVE: Final = "warden.workspace.kept_alive"
 ACTION_PLANNED: Final = "warden.action.planned"  # dry run: what would have happened
 ACTION_FAILED: Final = "warden.action.failed"
 ACTION_HELD: Final = "warden.action.held"  # a safety rail held an action back
@@ -43,6 +45,10 @@ POLICY_DEGRADED: Final = "warden.policy.degraded"
 SPEND_INCOMPLETE: Final = "warden.spend.incomplete"  # a running workspace has no price
 # a spend feed could not be read or answered nonsense; none of that answer was kept
 SPEND_FEED_FAILED: Final = "warden.spend.feed_failed"
+# a spend feed's data is older than its max_lag: budgets rest on old figures (once an episode)
+SPEND_FEED_LAGGING: Final = "warden.spend.feed_lagging"
+# one owner's periodic digest: what ran, cost, was stopped and avoided, and what is due
+OWNER_DIGEST: Final = "warden.owner.digest"
 WORKSPACE_THROTTLED: Final = "warden.workspace.throttled"
 WORKSPACE_RESTORED: Final = "warden.workspace.restored"
 BUDGET_THRESHOLD_CROSSED: Final = "warden.budget.threshold_crossed"
@@ -62,6 +68,7 @@ SEVERITY: Mapping[str, str] = {
     WORKSPACE_NOTIFIED: "warning",
     WORKSPACE_SKIPPED: "info",
     WORKSPACE_SNOOZED: "info",
+    WORKSPACE_KEPT_ALIVE: "info",
     ACTION_PLANNED: "info",
     ACTION_FAILED: "critical",
     ACTION_HELD: "critical",
@@ -76,6 +83,8 @@ SEVERITY: Mapping[str, str] = {
     POLICY_DEGRADED: "critical",
     SPEND_INCOMPLETE: "warning",
     SPEND_FEED_FAILED: "warning",
+    SPEND_FEED_LAGGING: "warning",
+    OWNER_DIGEST: "info",
     WORKSPACE_THROTTLED: "warning",
     WORKSPACE_RESTORED: "info",
     BUDGET_THRESHOLD_CROSSED: "warning",  # critical when the threshold acts or is 100%+

@@ -10,6 +10,9 @@ routed with the severity of the event it ends, so whoever was told of the troubl
 told of its end. Events about a sink's own delivery never go to that sink: a sink
 that cannot receive would otherwise be sent news of its failures forever.
 
+An owner digest (`warden.owner.digest`) goes to the sinks its `data.notify` names, the
+digest's, and to log sinks; never grouped: each owner's is a message of its own.
+
 Grouping: Slack and PagerDuty sinks fold the events of one dispatch round that share
 (type, policy) into one message; webhook and log sinks get one event each. Events
 that open or close a PagerDuty incident are never folded, so that each resolve meets
@@ -98,6 +101,9 @@ class Routes:
             return False
         if sink.type == "log":
             return True
+        if event.type == ev.OWNER_DIGEST:  # a digest names its own sinks, and only those
+            notify = event.data.get("notify")
+            return isinstance(notify, list) and sink_name in notify
         policy = route_key(event)
         if policy is None or policy not in self.notify:
             # No policy, or one removed since: tell everyone rather than no one.
@@ -115,8 +121,8 @@ class Routes:
 
 def group_key(sink_type: str, event: Event) -> tuple[str, str | None] | None:
     """What `event` is folded with in a message to a sink of `sink_type`; None: alone."""
-    if sink_type not in GROUPING_SINKS:
-        return None
+    if sink_type not in GROUPING_SINKS or event.type == ev.OWNER_DIGEST:
+        return None  # each owner's digest is a message of its own
     if sink_type == "pagerduty" and event.type in INCIDENT_TYPES:
         return None
     return (event.type, policy_of(event))

@@ -138,6 +138,28 @@ _BUDGET: Final[Schema] = _object(
     }
 )
 
+_AGE: Final[Schema] = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}
+_TIME_OR_NULL: Final[Schema] = {"oneOf": [_TIME, {"type": "null"}]}
+# How old a budget figure's facts are (budget/freshness.py).
+_FRESHNESS: Final[Mapping[str, Schema]] = {
+    "as_of": {**_TIME_OR_NULL, "description": "the oldest fact the figure rests on"},
+    "lag_seconds": {**_AGE, "description": "how old that fact was when this was told"},
+    "oldest_source": {"oneOf": [_NAME, {"type": "null"}]},
+    "sources": {
+        "type": "array",
+        "items": _object(
+            {
+                "source": _NAME,
+                "kind": {"enum": ["observed", "feed", "push"]},
+                "provider": _NAME,
+                "as_of": _TIME_OR_NULL,
+                "lag_seconds": _AGE,
+            }
+        ),
+    },
+}
+_DIGEST_ITEM: Final[Schema] = {"type": "object"}
+
 DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
     ev.WORKSPACE_WARNED: _with(_ACTION, {"due_at": _TIME}, decision="warn"),
     ev.WORKSPACE_WARNING_CLEARED: _with(DECISION, decision="clear"),
@@ -194,6 +216,22 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
             ),
         ]
     },
+    ev.WORKSPACE_KEPT_ALIVE: _object(
+        {
+            "workspace": _WORKSPACE,
+            "provider": _NAME,
+            "owner": _TEXT,
+            "until": {**_TIME, "description": "in use until then, as asked"},
+            "asked": _TEXT,
+            "kept_alive_by": {"enum": ["owner link", "admin", "cli"]},
+            "held": {
+                "type": "object",
+                "description": "each idle or utilisation policy covering it, and until when "
+                "it holds its stop (at most its keep_alive.max)",
+                "additionalProperties": _TIME,
+            },
+        }
+    ),
     ev.ACTION_PLANNED: _with(_ACTION, {"idempotency_key": _NAME}),
     ev.ACTION_FAILED: _with(_ACTION, {"idempotency_key": _NAME, "error": _TEXT}),
     ev.ACTION_HELD: _HELD_BY_SURGE,
@@ -249,6 +287,7 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
             "projected": _MONEY,
             "action": {"enum": ["notify", "stop", "throttle", "kill_switch"]},
             "notify": {"type": "array", "items": _NAME},
+            **_FRESHNESS,
         },
     ),
     ev.BUDGET_WINDOW_RESET: _object(
@@ -268,6 +307,63 @@ DATA_SCHEMAS: Final[Mapping[str, Schema]] = {
             "feed": {**_NAME, "description": "the spend_feeds entry"},
             "provider": _NAME,
             "error": _TEXT,
+        }
+    ),
+    ev.SPEND_FEED_LAGGING: _object(
+        {
+            "feed": {**_NAME, "description": "the spend_feeds entry"},
+            "provider": _NAME,
+            "as_of": {**_TIME, "description": "its records are complete up to here"},
+            "read_at": {**_TIME, "description": "its last good read"},
+            "lag_seconds": {"type": "integer", "minimum": 0},
+            "lag": _TEXT,
+            "max_lag": _TEXT,
+            "reason": _TEXT,
+        }
+    ),
+    ev.OWNER_DIGEST: _object(
+        {
+            "digest": {**_NAME, "description": "the digests entry"},
+            "notify": {"type": "array", "items": _NAME, "minItems": 1},
+            "owner": _TEXT,
+            "period": {"enum": ["day", "week", "month"]},
+            "period_start": _TIME,
+            "period_end": _TIME,
+            "currency": {"const": "USD"},
+            "spent": _MONEY,
+            "ran": {
+                "type": "array",
+                "items": _object({"workspace": _WORKSPACE, "name": _TEXT, "spent": _MONEY}),
+            },
+            "ran_count": {"type": "integer", "minimum": 0},
+            "stops": {"type": "integer", "minimum": 0},
+            "avoided": _MONEY,
+            "stopped": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "workspace": _WORKSPACE,
+                        "name": _TEXT,
+                        "stops": {"type": "integer", "minimum": 0},
+                        "hours": _TEXT,
+                        "avoided": _MONEY,
+                    }
+                ),
+            },
+            "due": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "workspace": _WORKSPACE,
+                        "name": _TEXT,
+                        "policy": {"oneOf": [_NAME, {"type": "null"}]},
+                        "action": _NAME,
+                        "due_at": _TIME,
+                    }
+                ),
+            },
+            "due_count": {"type": "integer", "minimum": 0},
+            "budgets": {"type": "array", "items": _DIGEST_ITEM},
         }
     ),
     ev.POLICY_DEGRADED: _object(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import aiohttp
@@ -209,6 +210,8 @@ _SAY: Final[Mapping[str, str]] = {
     ev.WORKSPACE_NOTIFIED: "{0} crossed a limit",
     ev.WORKSPACE_SKIPPED: "Left {0} alone",
     ev.WORKSPACE_SNOOZED: "{0} was snoozed",
+    ev.WORKSPACE_KEPT_ALIVE: "{0} is kept alive",
+    ev.SPEND_FEED_LAGGING: "Spend feed {3} is lagging",
     ev.ACTION_PLANNED: "Dry run: would have {1} {0}",
     ev.ACTION_FAILED: "Could not {1} {0}",
     ev.ACTION_HELD: "Held back: {1} {0}",
@@ -232,9 +235,20 @@ _PAST: Final[Mapping[str, str]] = {
 def headline(event: CloudEvent) -> str:
     """What happened, in one plain line."""
     data = _data(event)
+    if event.get("type") == ev.OWNER_DIGEST:
+        return digest_headline(data)
+    if event.get("type") == ev.BUDGET_THRESHOLD_CROSSED:
+        return (
+            f"Budget {data.get('budget')}: {data.get('scope')} reached {data.get('at')} "
+            f"({data.get('percent')} spent)"
+        )
+    if event.get("type") == ev.BUDGET_WINDOW_RESET:
+        return f"Budget {data.get('budget')}: the window of {data.get('scope')} reset"
     subject = _text(data, "sink") if event.get("type") in ABOUT_A_SINK else None
     template = _SAY.get(str(event.get("type")), "{2} about {0}")
-    return template.format(subject or _subject(event), _action(event), event.get("type"))
+    return template.format(
+        subject or _subject(event), _action(event), event.get("type"), _text(data, "feed")
+    )
 
 
 def _action(event: CloudEvent) -> str:
@@ -256,7 +270,11 @@ def _why(data: Mapping[str, Any]) -> str | None:
 
 
 def _when(data: Mapping[str, Any], now: datetime) -> str | None:
-    due = _time(data.get("due_at")) or _time(data.get("snoozed_until"))
+    due = (
+        _time(data.get("due_at"))
+        or _time(data.get("snoozed_until"))
+        or _time(data.get("until"))  # a keep-alive's end
+    )
     if due is None:
         return None
     stamp = f"{due:%Y-%m-%d %H:%M} UTC"
@@ -282,8 +300,69 @@ def _snooze_label(data: Mapping[str, Any]) -> str:
     return f"Snooze {by}" if isinstance(by, str) else "Snooze"
 
 
+def _usd(value: Any) -> str:
+    try:
+        return f"${Decimal(str(value)).quantize(Decimal('0.01')):,}"
+    except ArithmeticError:
+        return "$?"
+
+
+def digest_headline(data: Mapping[str, Any]) -> str:
+    """`Weekly digest for alice: $12.34 spent, $5.67 avoided by Warden`."""
+    every = {"day": "Daily", "week": "Weekly", "month": "Monthly"}.get(
+        str(data.get("period")), "Periodic"
+    )
+    return (
+        f"{every} digest for {data.get('owner', '?')}: {_usd(data.get('spent'))} spent, "
+        f"{_usd(data.get('avoided'))} avoided by Warden"
+    )
+
+
+def digest_lines(event: CloudEvent) -> list[str]:
+    """An owner digest, readably: the period, what ran and cost, what Warden stopped and
+    what that avoided, and what is due."""
+    data = _data(event)
+    start, end = _time(data.get("period_start")), _time(data.get("period_end"))
+    span = (
+        f"{start:%a %d %b} to {(end - timedelta(seconds=1)):%a %d %b %Y} (UTC)"
+        if start and end
+        else ""
+    )
+    lines = [f":bar_chart: *{_mrkdwn(digest_headline(data))}*", _mrkdwn(span)]
+    ran = [r for r in data.get("ran") or [] if isinstance(r, Mapping)]
+    lines.append("*What ran*" if ran else "*What ran*: nothing was charged")
+    lines += [f"• {_mrkdwn(str(r.get('name')))} — {_usd(r.get('spent'))}" for r in ran]
+    if (more := int(data.get("ran_count") or 0) - len(ran)) > 0:
+        lines.append(f"…and {more} more")
+    stopped = [s for s in data.get("stopped") or [] if isinstance(s, Mapping)]
+    if stopped:
+        lines.append(f"*Warden stopped* ({data.get('stops', 0)} stops)")
+        lines += [
+            f"• {_mrkdwn(str(s.get('name')))} — stopped {s.get('hours')} h, "
+            f"{_usd(s.get('avoided'))} avoided"
+            for s in stopped
+        ]
+    due = [d for d in data.get("due") or [] if isinstance(d, Mapping)]
+    lines.append("*Due*" if due else "*Due*: nothing")
+    for d in due:
+        when = _time(d.get("due_at"))
+        stamp = f"{when:%a %H:%M} UTC" if when else "?"
+        what = "keep-alive ends" if d.get("action") == "keep_alive_ends" else d.get("action")
+        policy = f" (policy `{_mrkdwn(str(d['policy']))}`)" if d.get("policy") else ""
+        lines.append(f"• {_mrkdwn(str(d.get('name')))}: {_mrkdwn(str(what))} at {stamp}{policy}")
+    for b in data.get("budgets") or []:
+        if isinstance(b, Mapping):
+            lines.append(
+                f"Budget `{_mrkdwn(str(b.get('budget')))}`: {_usd(b.get('spent'))} of "
+                f"{_usd(b.get('limit'))} ({_mrkdwn(str(b.get('percent')))})"
+            )
+    return lines
+
+
 def slack_lines(event: CloudEvent, *, now: datetime) -> list[str]:
     """One event, in full: what, why, when, how to snooze, where to read more."""
+    if event.get("type") == ev.OWNER_DIGEST:
+        return digest_lines(event)
     data = _data(event)
     severity = str(event.get("severity", "info"))
     lines = [f"{_EMOJI.get(severity, ':rotating_light:')} *{_mrkdwn(headline(event))}*"]
@@ -292,7 +371,8 @@ def slack_lines(event: CloudEvent, *, now: datetime) -> list[str]:
     if why := _why(data):
         lines.append(f"Why: {_mrkdwn(why)}")
     if when := _when(data, now):
-        label = "Until" if event.get("type") == ev.WORKSPACE_SNOOZED else "When"
+        until = (ev.WORKSPACE_SNOOZED, ev.WORKSPACE_KEPT_ALIVE)
+        label = "Until" if event.get("type") in until else "When"
         lines.append(f"{label}: {when}")
     if snooze := _link(data, "snooze"):
         lines.append(f"To postpone it: {_slack_link(snooze, _snooze_label(data))}")

@@ -54,8 +54,11 @@ _DOMAIN: Final = b"warden-snooze-link."  # keeps these MACs apart from any other
 # base64url MAC (43). Anything else is refused before a MAC is computed over it.
 TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{1,2048}\.[A-Za-z0-9_-]{1,64}")
 MAX_EPOCH: Final = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second datetime holds
-# A snooze link's path wherever it appears in text: what follows /snooze/ is the token.
-_LINK_IN_TEXT: Final = re.compile(r"/snooze/[^/?#\s\"'<>]+")
+# A link's path wherever it appears in text: what follows /snooze/ (or /keep-alive/) is
+# the token.
+_LINK_IN_TEXT: Final = re.compile(r"/(snooze|keep-alive)/[^/?#\s\"'<>]+")
+# Links that act without a token of their own: only the admin token is shown them.
+ACTING_LINKS: Final = frozenset({"snooze", "keep_alive"})
 
 
 # ---------------------------------------------------------------- refusals
@@ -142,7 +145,8 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _moment(value: Any) -> datetime:
+def epoch_moment(value: Any) -> datetime:
+    """A token's whole seconds since 1970 as a time; ValueError when out of range."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EPOCH:
         raise ValueError("expected whole seconds from 1970 to 9999")
     return datetime.fromtimestamp(value, UTC)
@@ -154,15 +158,67 @@ def _text(value: Any) -> str:
     return value
 
 
+class TokenSigner:
+    """Signed tokens under one secret: base64url claims (JSON), a dot, their HMAC-SHA256.
+
+    `domain` keeps each use's MACs apart (a snooze link's token is no keep-alive's), so
+    one secret serves them all.
+    """
+
+    def __init__(self, secret: bytes, domain: bytes) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the snooze secret needs at least {MIN_SECRET_BYTES} bytes")
+        self._secret = secret
+        self._domain = domain
+
+    def __repr__(self) -> str:
+        return f"TokenSigner(domain={self._domain!r})"
+
+    def sign(self, payload: bytes) -> str:
+        """The token for `payload` (claims as JSON): base64url of it, a dot, its MAC."""
+        body = _b64(payload)
+        return f"{body}.{self._mac(body)}"
+
+    def sign_claims(self, claims: Mapping[str, Any]) -> str:
+        return self.sign(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.new(self._secret, self._domain + body.encode(), hashlib.sha256).digest())
+
+    def claims(self, token: str, what: str) -> dict[str, Any]:
+        """The claims of a token this signer made; LinkMalformed if it is no such token
+        (or unreadable), LinkInvalid if forged or altered. `what` names it in messages."""
+        if TOKEN_SHAPE.fullmatch(token) is None:
+            raise LinkMalformed(f"this is not a {what}: it may have been cut short")
+        body, _, mac = token.partition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
+            raise LinkInvalid(f"this {what} is not valid")
+        try:
+            claims = load_json(_unb64(body), max_depth=1)
+        except (JsonInputError, ValueError, binascii.Error):
+            claims = None
+        if not isinstance(claims, dict) or claims.get("v") != TOKEN_VERSION:
+            # Signed by us yet unreadable: a format from another version. Refuse plainly.
+            raise LinkMalformed(f"this {what} is damaged or from another version")
+        return claims
+
+
 class SnoozeLinks:
     """Makes and checks snooze links under one secret."""
 
     def __init__(self, secret: bytes, public_url: str) -> None:
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ValueError(f"the snooze secret needs at least {MIN_SECRET_BYTES} bytes")
-        self._secret = secret
+        self._signer = TokenSigner(secret, _DOMAIN)
+        self._secret = secret  # for the other links signed under it (keep-alive)
         self._base = public_url.rstrip("/")
         self._redeeming = anyio.Lock()  # count-then-snooze is one step per process
+
+    @property
+    def public_url(self) -> str:
+        return self._base
+
+    @property
+    def secret(self) -> bytes:
+        return self._secret
 
     def __repr__(self) -> str:
         return f"SnoozeLinks(public_url={self._base!r})"
@@ -194,36 +250,25 @@ class SnoozeLinks:
             "e": _epoch(expires_at),
             "n": _b64(secrets.token_bytes(16)),
         }
-        return self.sign(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+        return self._signer.sign_claims(claims)
 
     def sign(self, payload: bytes) -> str:
         """The token for `payload` (claims as JSON): base64url of it, a dot, its MAC."""
-        body = _b64(payload)
-        return f"{body}.{self._mac(body)}"
-
-    def _mac(self, body: str) -> str:
-        return _b64(hmac.new(self._secret, _DOMAIN + body.encode(), hashlib.sha256).digest())
+        return self._signer.sign(payload)
 
     def verify(self, token: str, *, now: datetime) -> SnoozeClaim:
         """What the link says; LinkMalformed if it is no link or unreadable, LinkInvalid
         if forged or altered, LinkExpired if too late."""
-        if TOKEN_SHAPE.fullmatch(token) is None:
-            raise LinkMalformed("this is not a snooze link: it may have been cut short")
-        body, _, mac = token.partition(".")
-        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
-            raise LinkInvalid("this snooze link is not valid")
+        claims = self._signer.claims(token, "snooze link")
         try:
-            claims = load_json(_unb64(body), max_depth=1)
-            if not isinstance(claims, dict) or claims.get("v") != TOKEN_VERSION:
-                raise ValueError("unknown token version")
             claim = SnoozeClaim(
                 workspace=WorkspaceId.parse(_text(claims["w"])),
                 policy=_text(claims["p"]),
-                due_at=_moment(claims["d"]),
-                expires_at=_moment(claims["e"]),
+                due_at=epoch_moment(claims["d"]),
+                expires_at=epoch_moment(claims["e"]),
                 nonce=_text(claims["n"]),
             )
-        except (JsonInputError, ValueError, KeyError, binascii.Error):
+        except (ValueError, KeyError):
             # Signed by us yet unreadable: a format from another version. Refuse plainly.
             raise LinkMalformed("this snooze link is damaged or from another version") from None
         if now >= claim.expires_at:
@@ -348,23 +393,30 @@ class WarningLinks:
         *,
         policies: Callable[[], Iterable[Policy]],
         clock: Clock,
+        keep_alive: Callable[[WorkspaceId, datetime], str] | None = None,
     ) -> None:
         self._links = links
         self._policies = policies
         self._clock = clock
+        self._keep_alive = keep_alive  # makes a workspace's keep-alive link
 
     def for_warning(self, decision: Decision) -> dict[str, Any]:
-        """`links.snooze` and the `snooze` terms for a WARN decision's event data."""
+        """`links.snooze` and the `snooze` terms for a WARN decision's event data, and
+        `links.keep_alive` where the policy holds its stop for a keep-alive."""
         policy = next((p for p in self._policies() if p.name == decision.policy), None)
-        if policy is None or policy.snooze.max == 0 or decision.due_at is None:
+        if policy is None or decision.due_at is None:
             return {}
-        url = self._links.make(
-            decision.workspace, decision.policy, decision.due_at, now=self._clock()
-        )
-        return {
-            "links": {"snooze": url},
-            "snooze": {"by": format_duration(policy.snooze.by), "max": policy.snooze.max},
-        }
+        now = self._clock()
+        extra: dict[str, Any] = {}
+        links: dict[str, str] = {}
+        if policy.snooze.max > 0:
+            links["snooze"] = self._links.make(
+                decision.workspace, decision.policy, decision.due_at, now=now
+            )
+            extra["snooze"] = {"by": format_duration(policy.snooze.by), "max": policy.snooze.max}
+        if self._keep_alive is not None and policy.respects_keep_alive and policy.keep_alive.max:
+            links["keep_alive"] = self._keep_alive(decision.workspace, now)
+        return extra | ({"links": links} if links else {})
 
 
 # ---------------------------------------------------------------- keeping links secret
@@ -372,15 +424,16 @@ class WarningLinks:
 
 def redact_links(text: str) -> str:
     """`text` with the token of every snooze link in it masked: for logs and echoes."""
-    return _LINK_IN_TEXT.sub("/snooze/[redacted]", text)
+    return _LINK_IN_TEXT.sub(r"/\1/[redacted]", text)
 
 
 def without_snooze_links(value: Any) -> Any:
-    """`value` (event data, an explanation) without the snooze links it carries: a copy
-    with `snooze` dropped from every `links` object and any other snooze URL masked.
+    """`value` (event data, an explanation) without the snooze and keep-alive links it
+    carries: a copy with `snooze` and `keep_alive` dropped from every `links` object and
+    any other such URL masked.
 
     For readers who may look but not act: a link is its own credential, so showing it
-    would let the read-only token snooze. Other links (`explain`) stay: they open
+    would let the read-only token snooze (or keep a workspace alive). Other links (`explain`) stay: they open
     nothing without a token of their own.
     """
     if isinstance(value, str):
@@ -392,7 +445,7 @@ def without_snooze_links(value: Any) -> Any:
     shown = {}
     for key, item in value.items():
         if key == "links" and isinstance(item, Mapping):
-            item = {k: v for k, v in item.items() if k != "snooze"}
+            item = {k: v for k, v in item.items() if k not in ACTING_LINKS}
             if not item:
                 continue  # a warning whose only link was its snooze link: no `links`
         shown[key] = without_snooze_links(item)
@@ -436,7 +489,7 @@ def snooze_routes(
             return _refusal(request, e)
         by, left = format_duration(policy.snooze.by), policy.snooze.max - warning.snoozes_used
         if _wants_json(request):
-            return _json(
+            return json_response(
                 200,
                 {
                     "status": "confirm",
@@ -454,7 +507,7 @@ def snooze_routes(
             f"<form method='post'><button type='submit'>Snooze for {by}</button>"
             f"</form><p>{left} snooze(s) left on this warning."
         )
-        return _page(200, "Snooze this action?", text)
+        return page_response(200, "Snooze this action?", text)
 
     @routes.post("/snooze/{token}")
     async def snooze(request: web.Request) -> web.Response:
@@ -467,7 +520,7 @@ def snooze_routes(
         if on_snoozed is not None:
             on_snoozed()
         if _wants_json(request):
-            return _json(
+            return json_response(
                 200,
                 {
                     "status": "snoozed",
@@ -482,7 +535,7 @@ def snooze_routes(
             f"<b>{html.escape(str(done.workspace))}</b> is snoozed until "
             f"{done.until:%Y-%m-%d %H:%M} UTC ({done.used} of {done.max} snooze(s) used)."
         )
-        return _page(200, "Snoozed", text)
+        return page_response(200, "Snoozed", text)
 
     return routes
 
@@ -493,22 +546,29 @@ def _wants_json(request: web.Request) -> bool:
 
 
 def _refusal(request: web.Request, error: SnoozeRefused) -> web.Response:
-    if _wants_json(request):
+    return refusal_response(error, as_json=_wants_json(request), title="This link cannot snooze")
+
+
+def refusal_response(error: SnoozeRefused, *, as_json: bool, title: str) -> web.Response:
+    """A link refused, as JSON or as a page saying why."""
+    if as_json:
         # `error` is the admin API's error shape; `status` and `reason` came first.
         body = {
             "status": "refused",
             "reason": str(error),
             "error": {"code": error.code, "message": str(error)},
         }
-        return _json(error.status, body)
-    return _page(error.status, "This link cannot snooze", html.escape(str(error)))
+        return json_response(error.status, body)
+    return page_response(error.status, title, html.escape(str(error)))
 
 
-def _json(status: int, body: Mapping[str, Any]) -> web.Response:
+def json_response(status: int, body: Mapping[str, Any]) -> web.Response:
+    """A link's JSON answer, with the headers that keep its token out of caches."""
     return web.json_response(dict(body), status=status, headers=dict(_HEADERS))
 
 
-def _page(status: int, title: str, paragraph: str) -> web.Response:
+def page_response(status: int, title: str, paragraph: str) -> web.Response:
+    """A small page for people following a link: no scripts, no outside assets."""
     document = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width'>"

@@ -74,11 +74,17 @@ def due_times(
     *,
     now: datetime,
 ) -> dict[WorkspaceId, datetime]:
-    """For each workspace whose decision changes after `now` without new facts, when."""
+    """For each workspace whose decision changes after `now` without new facts, when
+    (a warning's deadline, pushed by a snooze or a keep-alive; a limit's crossing)."""
     found: dict[WorkspaceId, datetime] = {}
+    by_name = {p.name: p for p in rules.policies}
     for ws in workspaces:
         mem = memory.get(ws.id, EMPTY_MEMORY)
-        moments = [max(w.due_at, mem.snoozed_until or w.due_at) for w in mem.warnings.values()]
+        moments: list[datetime] = []
+        for w in mem.warnings.values():
+            policy = by_name.get(w.policy)
+            held = kept_alive_until(policy, mem, now) if policy is not None else None
+            moments.append(max(w.due_at, mem.snoozed_until or w.due_at, held or w.due_at))
         if ws.state is State.RUNNING:
             moments.extend(_crossings(rules, ws, mem, now=now))
         later = [t for t in moments if t > now]
@@ -97,7 +103,21 @@ def _crossings(rules: Rules, ws: Workspace, mem: Memory, *, now: datetime) -> li
         if measure is not None:
             lead = policy.warn_before or timedelta(0)
             found.append(now + (measure.limit - lead - measure.value))
+            if (held := kept_alive_until(policy, mem, now)) is not None:
+                found.append(held - lead)  # the warning (or the stop) a keep-alive put off
     return found
+
+
+def kept_alive_until(policy: Policy, mem: Memory, now: datetime) -> datetime | None:
+    """Until when a keep-alive in force now holds `policy`'s stop; None when none does.
+
+    Only idle and utilisation policies respect one, each for at most its own
+    `keep_alive.max` after the keep-alive was asked for.
+    """
+    if not policy.respects_keep_alive:
+        return None
+    held = policy.keep_alive.held_until(mem.kept_alive_at, mem.kept_alive_until)
+    return held if held is not None and held > now else None
 
 
 def decide(
@@ -311,12 +331,19 @@ def _warn_then_stop(
             return None
         return _decision(DecisionKind.CLEAR, policy, ws, reason="activity resumed", facts=facts)
     reason = measure.reached()
+    held = kept_alive_until(policy, mem, now)
+    if held is not None and now < held - lead:
+        # In use, its owner says: no warning until the keep-alive's end draws near.
+        if warning is None:
+            return None
+        why = f"kept alive until {held.isoformat()}"
+        return _decision(DecisionKind.CLEAR, policy, ws, reason=why, facts=facts)
     if policy.warn_before is not None and warning is None:
-        due = max(measure.due_at(now), now + policy.warn_before)
+        due = max(measure.due_at(now), now + policy.warn_before, held or now)
         return _decision(
             DecisionKind.WARN, policy, ws, verb=policy.do, reason=reason, due_at=due, facts=facts
         )
-    due = max(warning.due_at if warning else now, mem.snoozed_until or now)
+    due = max(warning.due_at if warning else now, mem.snoozed_until or now, held or now)
     if now < due or measure.value < measure.limit:
         if mem.snoozed_until is not None and mem.snoozed_until > now:
             return _skip(policy, ws, f"snoozed until {mem.snoozed_until.isoformat()}", True)
@@ -361,6 +388,8 @@ def measure_facts(measure: Measure, ws: Workspace, mem: Memory, policy: Policy) 
         facts["due_at"] = warning.due_at.isoformat()
     if mem.snoozed_until is not None:
         facts["snoozed_until"] = mem.snoozed_until.isoformat()
+    if (held := kept_alive_until(policy, mem, ws.observed_at)) is not None:
+        facts["kept_alive_until"] = held.isoformat()
     return facts
 
 

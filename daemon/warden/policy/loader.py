@@ -43,6 +43,7 @@ from warden.policy.durations import format_duration
 from warden.policy.models import (
     NAME_PATTERN,
     BudgetPolicy,
+    Digest,
     GlobalSettings,
     Policy,
     PolicyFile,
@@ -114,6 +115,7 @@ class PolicySet:
     pricing: dict[str, Pricing] = field(default_factory=dict)  # by provider name
     budgets: list[BudgetPolicy] = field(default_factory=list)
     spend_feeds: dict[str, SpendFeed] = field(default_factory=dict)
+    digests: dict[str, Digest] = field(default_factory=dict)
     # where each was defined, by "policies.NAME", "providers.NAME", "schedules.NAME",
     # "sinks.NAME" (and "settings"): (file, line, column), 1-based
     sources: dict[str, tuple[Path, int, int]] = field(default_factory=dict)
@@ -174,6 +176,7 @@ def policy_fingerprint(policies: PolicySet) -> str:
         "sinks": policies.sinks,
         "policies": policies.policies,
         "spend_feeds": policies.spend_feeds,  # a new feed or token must reschedule its job
+        "digests": policies.digests,
     }
     text = json.dumps(content, default=_canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -799,6 +802,7 @@ _KINDS = {
     "sinks": "sink",
     "pricing": "pricing",
     "spend_feeds": "spend feed",
+    "digests": "digest",
 }
 
 
@@ -856,6 +860,7 @@ def _merge(
         policies=merged.policies,
         budgets=merged.budgets,
         spend_feeds=merged.sections["spend_feeds"],
+        digests=merged.sections["digests"],
         sources=merged.sources,
         files=tuple(file.path for file in files),
         unset=tuple(sorted({name for file in files for name in file.unset})),
@@ -958,11 +963,16 @@ def _check_references(
 
 
 def _check_feeds(file: _File, model: PolicyFile, merged: _Merged) -> Iterator[PolicyProblem]:
-    """Each spend feed's provider must be defined (in any file): its records count there."""
-    wanted = [
+    """Each spend feed's provider must be defined (in any file): its records count there;
+    and each digest's sinks and providers."""
+    wanted: list[tuple[str, Loc, str]] = [
         ("providers", ("spend_feeds", name, "provider"), feed.provider)
         for name, feed in model.spend_feeds.items()
     ]
+    for name, digest in model.digests.items():
+        base: Loc = ("digests", name)
+        wanted.extend(("sinks", (*base, "notify", i), s) for i, s in enumerate(digest.notify))
+        wanted.extend(_selector_providers((*base, "match"), digest.match))
     yield from _unknown_names(file, wanted, merged)
 
 

@@ -8,7 +8,7 @@ by `references()` after every file of a set is read, so that errors name the lin
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -281,6 +281,23 @@ class Snooze(Strict):
     max: int = Field(default=3, ge=0, le=100, description="0 disables snoozing")
 
 
+class KeepAlive(Strict):
+    """How long an owner's keep-alive may hold this policy's stop (idle and utilisation
+    policies only): at most `max` after it was asked for, however long it asked."""
+
+    max: Duration = Field(  # type: ignore[assignment]
+        default="8h",
+        le=timedelta(days=30),
+        description="the longest a keep-alive holds this policy's stop; 0s ignores keep-alives",
+    )
+
+    def held_until(self, at: datetime | None, until: datetime | None) -> datetime | None:
+        """Until when a keep-alive asked for at `at`, to last `until`, holds this policy."""
+        if at is None or until is None or not self.max:
+            return None
+        return min(until, at + self.max)
+
+
 MIN_MAX_IDLE = timedelta(minutes=1)  # Mage checks idleness once a minute
 
 
@@ -340,7 +357,7 @@ PolicyVerb = Annotated[
 
 POLICY_KINDS = ("when", "schedule", "lifecycle")
 # What acts on a workspace's run state: meaningless for a policy that writes settings.
-NOT_WITH_LIFECYCLE = frozenset({"warn_before", "snooze", "do", "extend"})
+NOT_WITH_LIFECYCLE = frozenset({"warn_before", "snooze", "do", "extend", "keep_alive"})
 
 
 class Policy(Strict):
@@ -357,6 +374,11 @@ class Policy(Strict):
     )
     warn_before: Duration | None = None
     snooze: Snooze = Snooze()
+    keep_alive: KeepAlive = Field(
+        default=KeepAlive(),
+        description="how long an owner's keep-alive holds this policy's stop (idle_for, "
+        "gpu_below and cpu_below policies)",
+    )
     do: PolicyVerb = Verb.STOP
     extend: Extend | None = None
     notify: list[str] = Field(default_factory=list, description="sink names")
@@ -392,7 +414,17 @@ class Policy(Strict):
             raise ValueError("`do: extend` needs `extend: {by, max}`")
         if self.do is Verb.RESUME and self.when is not None:
             raise ValueError("`do: resume` belongs to schedules (resume at opening), not `when`")
+        if "keep_alive" in self.model_fields_set and not self.respects_keep_alive:
+            raise ValueError(
+                "`keep_alive` applies to idle_for, gpu_below and cpu_below policies: a "
+                "keep-alive says a workspace is in use, which lifetimes and schedules ignore"
+            )
         return self
+
+    @property
+    def respects_keep_alive(self) -> bool:
+        """Idle and utilisation policies hold their stop for a keep-alive; others do not."""
+        return self.when is not None and self.when.running_for is None
 
 
 class GlobalSettings(Strict):
@@ -419,6 +451,11 @@ class GlobalSettings(Strict):
     )
     max_staleness: Duration = Field(  # type: ignore[assignment]
         default="10m", description="facts older than this never lead to an action"
+    )
+    savings_horizon: Duration = Field(  # type: ignore[assignment]
+        default="8h",
+        description="a stop's avoided spend counts the time it stayed stopped, at most this "
+        "long (what it would have run is a guess beyond a working day)",
     )
 
 
@@ -572,6 +609,11 @@ class SpendFeed(Strict):
         default=None, description="sent as Authorization: Bearer, e.g. ${RUNS_FEED_TOKEN}"
     )
     timeout: Duration = Field(default="10s", description="for the whole request")  # type: ignore[assignment]
+    max_lag: Duration = Field(  # type: ignore[assignment]
+        default="2h",
+        description="its data older than this (its `as_of`, else its last good read) is told "
+        "once per episode as warden.spend.feed_lagging",
+    )
 
     @field_validator("interval")
     @classmethod
@@ -590,6 +632,31 @@ class SpendFeed(Strict):
         return value
 
 
+DIGEST_EVERY = ("day", "week", "month")
+
+
+class Digest(Strict):
+    """A periodic event per owner: what ran, what it cost, what Warden stopped and
+    avoided, and what is due. Its figures are whole UTC days, as `warden spend` counts."""
+
+    every: Literal["day", "week", "month"] = Field(
+        default="week", description="the period it covers: a UTC day, ISO week or month"
+    )
+    at: str = Field(
+        default="09:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="when it is sent, on the first day after the period, in `timezone`",
+    )
+    timezone: str = Field(default="UTC", description="of `at`: an IANA time zone")
+    match: Selector = Field(default=Selector(), description="the workspaces it tells of")
+    notify: list[str] = Field(min_length=1, description="the sinks it goes to")
+
+    _zone = field_validator("timezone")(_known_zone)
+    _notify_list = field_validator("notify", mode="before", json_schema_input_type=OneOrMore)(
+        _as_list
+    )
+
+
 class PolicyFile(Strict):
     """One YAML file. A directory of files merges into one PolicySet."""
 
@@ -606,6 +673,9 @@ class PolicyFile(Strict):
     sinks: dict[Name, SinkConfig] = Field(default_factory=dict)
     policies: list[Policy] = Field(default_factory=list)
     budgets: list[BudgetPolicy] = Field(default_factory=list)
+    digests: dict[Name, Digest] = Field(
+        default_factory=dict, description="periodic per-owner digests, by name"
+    )
 
 
 SCHEDULE_SPEC = re.compile(

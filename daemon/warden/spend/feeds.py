@@ -17,8 +17,9 @@ decimal places (a millionth of a dollar, what the store holds), rounded half-eve
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
@@ -32,11 +33,13 @@ from pydantic import (
     ConfigDict,
     StrictStr,
     ValidationError,
+    field_validator,
 )
 
 from warden.errors import WardenError, excerpt
 from warden.events import catalogue as ev
 from warden.json_input import JsonInputError, load_json
+from warden.model import Event
 from warden.openapi import (
     AMOUNT_LIMIT,
     AMOUNT_PATTERN,
@@ -157,6 +160,69 @@ class _Batch(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     records: list[SpendRecord]
+    as_of: RecordTime | None = None  # the records are complete up to here (a bill's lag)
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _given_means_a_time(cls, value: Any) -> Any:
+        if value is None:  # left out is fine; null says nothing and is refused
+            raise ValueError("expected an RFC 3339 time with its zone, or no as_of at all")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A valid batch: its records, and up to when they are complete if it says."""
+
+    records: list[SpendRecord]
+    as_of: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceState:
+    """How fresh one source of fed spend is: a feed (by name) or "push", per provider.
+
+    `as_of` is the moment its records are complete up to: what the batch said
+    (`"as_of"`, for a bill exported hours late), else the moment it was read.
+    """
+
+    source: str
+    provider: str
+    read_at: datetime
+    as_of: datetime
+    lagging_since: datetime | None = None  # a lag beyond the feed's max_lag, told then
+
+    def lag(self, now: datetime) -> timedelta:
+        return max(now - self.as_of, timedelta(0))
+
+    def read(self, now: datetime, as_of: datetime | None) -> SourceState:
+        """After a good read at `now` of a batch complete up to `as_of` (None: now)."""
+        return replace(self, read_at=now, as_of=min(as_of or now, now))
+
+    def judged(self, now: datetime, max_lag: timedelta) -> tuple[SourceState, bool]:
+        """The episode after looking at the lag now, and whether a new one began."""
+        lagging = self.lag(now) > max_lag
+        if lagging and self.lagging_since is None:
+            return replace(self, lagging_since=now), True
+        if not lagging and self.lagging_since is not None:
+            return replace(self, lagging_since=None), False
+        return self, False
+
+
+PUSHED = "push"  # the source of records posted to POST /v1/spend
+
+
+def pushed_sources(
+    batch: Batch, known: Mapping[tuple[str, str], SourceState], *, now: datetime
+) -> list[SourceState]:
+    """The push source of each provider a posted batch has records of, after it."""
+    found = []
+    for provider in sorted({r.provider for r in batch.records}):
+        state = known.get((PUSHED, provider)) or SourceState(
+            source=PUSHED, provider=provider, read_at=now, as_of=now
+        )
+        found.append(state.read(now, batch.as_of))
+    return found
 
 
 # ---------------------------------------------------------------- parsing
@@ -169,6 +235,11 @@ def parse_records(
 
     `provider` (a feed's) fills in records that leave theirs out.
     """
+    return parse_batch(raw, max_records=max_records, provider=provider).records
+
+
+def parse_batch(raw: bytes, *, max_records: int, provider: str | None = None) -> Batch:
+    """A body `{"records": [...], "as_of"?: time}`, as `parse_records` reads it."""
     data = _json(raw)
     if provider is not None:
         data = _with_provider(data, provider)
@@ -176,9 +247,10 @@ def parse_records(
     if isinstance(records, list) and len(records) > max_records:
         raise SpendRecordError(f"records: at most {max_records} in one batch")
     try:
-        return list(_Batch.model_validate(data).records)
+        batch = _Batch.model_validate(data)
     except ValidationError as e:
         raise SpendRecordError(_problems(e)) from None
+    return Batch(list(batch.records), batch.as_of)
 
 
 def _json(raw: bytes) -> Any:
@@ -256,30 +328,70 @@ class FeedPoller:
     async def poll_once(self, now: datetime) -> FeedPoll:
         with structlog.contextvars.bound_contextvars(feed=self.name):
             try:
-                records = await self._fetch()
+                batch = await self._fetch()
             except FeedError as e:
                 await self._failed(str(e), now)
+                await self._judge_lag(None, now)
                 return FeedPoll(error=str(e))
             new, duplicates = await self._store.add_spend_records(
-                records, source=self.name, now=now
+                batch.records, source=self.name, now=now
             )
             self._told = None
             log.info("feed.polled", new=new, duplicates=duplicates)
+            await self._judge_lag(batch, now)
             return FeedPoll(new, duplicates)
 
-    async def _fetch(self) -> list[SpendRecord]:
+    async def _fetch(self) -> Batch:
         body = await self._get()
         try:
-            records = parse_records(body, max_records=MAX_FEED_RECORDS, provider=self.feed.provider)
+            batch = parse_batch(body, max_records=MAX_FEED_RECORDS, provider=self.feed.provider)
         except SpendRecordError as e:
             raise FeedError(f"bad answer: {e}") from None
-        for index, record in enumerate(records):
+        for index, record in enumerate(batch.records):
             if record.provider != self.feed.provider:
                 raise FeedError(
                     f"bad answer: records[{index}].provider: {record.provider!r} is not this "
                     f"feed's provider {self.feed.provider!r}"
                 )
-        return records
+        return batch
+
+    async def _judge_lag(self, batch: Batch | None, now: datetime) -> None:
+        """Record how fresh the feed's data is now; a lag beyond `max_lag` is told once
+        per episode (`warden.spend.feed_lagging`). A failed read (`batch` None) moves
+        nothing but time, so a feed that stops answering comes to lag too."""
+        provider = self.feed.provider
+        known = {(s.source, s.provider): s for s in await self._store.spend_sources()}
+        state = known.get((self.name, provider))
+        if batch is not None:
+            fresh = SourceState(source=self.name, provider=provider, read_at=now, as_of=now)
+            state = (state or fresh).read(now, batch.as_of)
+        if state is None:
+            return  # never read: there is no data to be late
+        judged, begun = state.judged(now, self.feed.max_lag)
+        events = [self._lagging(judged, now)] if begun else []
+        if begun:
+            log.warning("feed.lagging", lag=format_duration(judged.lag(now)))
+        if judged != state or batch is not None:
+            await self._store.save_spend_source(judged, events)
+
+    def _lagging(self, state: SourceState, now: datetime) -> Event:
+        return ev.new_event(
+            ev.SPEND_FEED_LAGGING,
+            f"feeds/{self.name}",
+            now=now,
+            data={
+                "feed": self.name,
+                "provider": state.provider,
+                "as_of": state.as_of.isoformat(),
+                "read_at": state.read_at.isoformat(),
+                "lag_seconds": int(state.lag(now).total_seconds()),
+                "lag": format_duration(state.lag(now)),
+                "max_lag": format_duration(self.feed.max_lag),
+                "reason": f"its data is {format_duration(state.lag(now))} old (as of "
+                f"{state.as_of:%Y-%m-%d %H:%M} UTC), more than max_lag "
+                f"{format_duration(self.feed.max_lag)}: budgets counting it lag as much",
+            },
+        )
 
     async def _get(self) -> bytes:
         headers = {"Accept": "application/json"}
@@ -317,12 +429,17 @@ class FeedPoller:
 
 
 __all__ = [
+    "PUSHED",
+    "Batch",
     "FeedError",
     "FeedPoll",
     "FeedPoller",
+    "SourceState",
     "SpendRecord",
     "SpendRecordError",
     "parse_amount",
+    "parse_batch",
     "parse_records",
+    "pushed_sources",
     "read_at_most",
 ]

@@ -181,6 +181,8 @@ def memory_of(
         stopped_by=row.stopped_by,
         stopped_at=row.stopped_at,
         last_action_key=keys.get(ws),
+        kept_alive_at=row.kept_alive_at,
+        kept_alive_until=row.kept_alive_until,
     )
 
 

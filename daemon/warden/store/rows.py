@@ -46,6 +46,9 @@ class WorkspaceRow:
     stopped_by: str | None
     stopped_at: datetime | None
     last_snapshot: Mapping[str, Any] | None
+    kept_alive_at: datetime | None = None
+    kept_alive_until: datetime | None = None
+    kept_alive_by: str | None = None
 
     @property
     def id(self) -> WorkspaceId:

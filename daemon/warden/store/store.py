@@ -48,7 +48,8 @@ from warden.budget.state import WindowState
 from warden.errors import excerpt
 from warden.model import Decision, Event, Memory, State, Verb, Warning, Workspace, WorkspaceId
 from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow
-from warden.spend.feeds import SpendRecord
+from warden.spend.feeds import SourceState, SpendRecord
+from warden.spend.savings import Stop
 from warden.store import lease, migrate
 from warden.store import tables as db
 from warden.store.codec import (
@@ -285,7 +286,7 @@ class Store:
             # A due cycle's few workspaces need their own periods, not the whole fleet's.
             few = [ws.id.native for ws in workspaces] if len(workspaces) <= 500 else None
             known = await _periods(conn, provider, few)
-            values, renewed = [], []
+            values, renewed, ran = [], [], []
             for ws in workspaces:
                 if ws.id.provider != provider:
                     raise ValueError(f"{ws.id} is not a workspace of {provider!r}")
@@ -294,10 +295,12 @@ class Store:
                 values.append(observed_values(ws, period, now))
                 if is_new and previous is not None:  # a first sighting has nothing to forget
                     renewed.append({"p": provider, "n": ws.id.native})
+                    ran.append({"p": provider, "n": ws.id.native, "ran": period.running_since})
             if values:
                 await conn.execute(self._observation_upsert(), values)
             if renewed:
                 await _forget_period(conn, renewed)
+                await _ran_again(conn, ran)
             await write_samples(conn, provider, sample_rows(workspaces, now), now)
             await self._outbox(conn, events)
 
@@ -587,6 +590,8 @@ class Store:
                 raise ActionNotPending(await _why_not_pending(conn, key))
             if result is Outcome.SUCCEEDED and not row.dry_run:
                 await self._on_success(conn, workspace_id_of(row), row.policy, Verb(row.verb), now)
+                if Verb(row.verb) in STOPS:
+                    await _price_stop(conn, kept_key, workspace_id_of(row))
             await self._outbox(conn, events)
 
     async def _on_success(
@@ -970,6 +975,152 @@ class Store:
             rows = await conn.execute(query)
             return {WorkspaceId(r.provider, r.native_id): Decimal(r.per_hour) for r in rows}
 
+    async def running_points(self) -> dict[WorkspaceId, Point]:
+        """The spend point of every workspace running at its last observation: its rate,
+        and when that was (how fresh the spend accrued for it is)."""
+        t = db.spend_points
+        query = select(t).where(t.c.running.is_(True))
+        async with self._read() as conn:
+            rows = await conn.execute(query)
+            return {
+                WorkspaceId(r.provider, r.native_id): Point(
+                    r.at, True, None if r.per_hour is None else Decimal(r.per_hour)
+                )
+                for r in rows
+            }
+
+    async def last_polls(self) -> dict[str, datetime | None]:
+        """Each provider's last successful poll, as the cycles recorded it."""
+        query = select(db.cycles.c.provider, db.cycles.c.last_success_at)
+        async with self._read() as conn:
+            return {r.provider: r.last_success_at for r in await conn.execute(query)}
+
+    # ------------------------------------------------------------ owners
+
+    async def stops(self, *, since: datetime | None = None) -> list[Stop]:
+        """Every stop Warden made (never a dry run) from `since` on, with what followed."""
+        a, w = db.actions, db.workspaces
+        query = (
+            select(
+                a.c.provider,
+                a.c.native_id,
+                a.c.policy,
+                a.c.verb,
+                a.c.finished_at,
+                a.c.per_hour,
+                a.c.ran_again_at,
+                w.c.owner,
+                w.c.last_state,
+                w.c.last_seen_at,
+            )
+            .select_from(
+                a.outerjoin(w, and_(w.c.provider == a.c.provider, w.c.native_id == a.c.native_id))
+            )
+            .where(
+                a.c.verb.in_([str(v) for v in STOPS]),
+                a.c.outcome == str(Outcome.SUCCEEDED),
+                a.c.dry_run.is_(False),
+                a.c.finished_at.is_not(None),
+            )
+            .order_by(a.c.finished_at, a.c.id)
+        )
+        if since is not None:
+            query = query.where(a.c.finished_at >= since)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Stop(
+                ws=WorkspaceId(r.provider, r.native_id),
+                owner=r.owner or "",
+                policy=r.policy,
+                verb=r.verb,
+                stopped_at=r.finished_at,
+                per_hour=None if r.per_hour is None else Decimal(r.per_hour),
+                ran_again_at=r.ran_again_at,
+                last_state=r.last_state,
+                last_seen_at=r.last_seen_at,
+            )
+            for r in rows
+        ]
+
+    async def keep_alive(
+        self, ws: WorkspaceId, *, at: datetime, until: datetime, by: str, events: Sequence[Event]
+    ) -> None:
+        """Mark `ws` in use until `until` (asked for at `at`, by `by`), with its event."""
+        values = {"kept_alive_at": at, "kept_alive_until": until, "kept_alive_by": by}
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(db.workspaces).where(_is(db.workspaces, ws)).values(**values)
+            )
+            if result.rowcount == 0:
+                raise UnknownWorkspace(f"cannot keep {ws} alive: Warden has not seen it")
+            await self._outbox(conn, events)
+
+    async def spend_sources(self) -> list[SourceState]:
+        """How fresh each spend feed's (and push's) data is, per provider."""
+        async with self._read() as conn:
+            rows = (await conn.execute(select(db.spend_sources))).all()
+        return [
+            SourceState(
+                source=r.source,
+                provider=r.provider,
+                read_at=r.read_at,
+                as_of=r.as_of,
+                lagging_since=r.lagging_since,
+            )
+            for r in rows
+        ]
+
+    async def save_spend_source(self, state: SourceState, events: Sequence[Event] = ()) -> None:
+        """Write one source's freshness (and the events its lag raised), together."""
+        insert = upsert(db.spend_sources, self._dialect).values(
+            source=state.source,
+            provider=state.provider,
+            read_at=state.read_at,
+            as_of=state.as_of,
+            lagging_since=state.lagging_since,
+        )
+        t = db.spend_sources
+        stmt = insert.on_conflict_do_update(
+            index_elements=[t.c.source, t.c.provider],
+            set_={k: insert.excluded[k] for k in ("read_at", "as_of", "lagging_since")},
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
+            await self._outbox(conn, events)
+
+    async def claim_digest(
+        self,
+        digest: str,
+        *,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        events: Sequence[Event],
+    ) -> bool:
+        """Tell a digest's period once: its row and its events, or nothing if told."""
+        t = db.digests_sent
+        stmt = (
+            upsert(t, self._dialect)
+            .values(
+                digest=digest, period_start=start, period_end=end, sent_at=now, owners=len(events)
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.digest, t.c.period_start])
+            .returning(t.c.digest)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).first() is None:
+                return False
+            await self._outbox(conn, events)
+        return True
+
+    async def latest_events(self, limit: int) -> list[StoredEvent]:
+        """The newest `limit` events of the outbox, newest first."""
+        query = select(db.events).order_by(db.events.c.seq.desc()).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [StoredEvent(**row._mapping) for row in rows]
+
     async def budget_windows(
         self, *, open_at: datetime | None = None, pending_undo: bool = False
     ) -> list[WindowState]:
@@ -1111,6 +1262,42 @@ async def _forget_period(conn: AsyncConnection, renewed: list[dict[str, str]]) -
         renewed,
     )
     await conn.execute(delete(db.extensions).where(_is_param(db.extensions)), renewed)
+
+
+STOPS = (Verb.STOP, Verb.KILL_SWITCH)  # what savings count
+
+
+async def _price_stop(conn: AsyncConnection, key: str, ws: WorkspaceId) -> None:
+    """Keep the rate a stop took away: its spend point's, while that still says running
+    (a stop found done after a crash may find it stopped already: no rate, no guess)."""
+    points = db.spend_points
+    rate = (
+        select(points.c.per_hour)
+        .where(_is(points, ws), points.c.running.is_(True))
+        .scalar_subquery()
+    )
+    await conn.execute(
+        update(db.actions).where(db.actions.c.idempotency_key == key).values(per_hour=rate)
+    )
+
+
+async def _ran_again(conn: AsyncConnection, ran: list[dict[str, Any]]) -> None:
+    """The open stops of workspaces whose new running period began: when they ran again."""
+    t = db.actions
+    await conn.execute(
+        update(t)
+        .where(
+            t.c.provider == bindparam("p"),
+            t.c.native_id == bindparam("n"),
+            # Spelt out, not IN (...): an expanding parameter cannot go to executemany.
+            or_(*(t.c.verb == str(v) for v in STOPS)),
+            t.c.outcome == str(Outcome.SUCCEEDED),
+            t.c.dry_run.is_(False),
+            t.c.ran_again_at.is_(None),
+        )
+        .values(ran_again_at=bindparam("ran")),
+        ran,
+    )
 
 
 async def _warnings_by_workspace(

@@ -94,6 +94,11 @@ workspaces = Table(
     Column("stopped_by", String),  # the policy that made Warden stop it; None otherwise
     Column("stopped_at", UTCDateTime),
     Column("last_snapshot", JSON(none_as_null=True)),  # for explain
+    # (0008) A keep-alive: in use until `kept_alive_until`, set at `kept_alive_at` (each
+    # idle or utilisation policy holds its stop at most its `keep_alive.max` from then).
+    Column("kept_alive_at", UTCDateTime),
+    Column("kept_alive_until", UTCDateTime),
+    Column("kept_alive_by", String),
     Index(None, "last_state"),
 )
 
@@ -138,6 +143,10 @@ actions = Table(
     # (0007) What recovery needs to finish or repeat it after a crash: the decision's
     # facts, the deadline of an extension. Written with the pending row.
     Column("details", JSON(none_as_null=True)),
+    # (0008) A stop's worth, for savings (`spend/savings.py`): the workspace's rate when
+    # Warden stopped it (its spend point's), and when it next ran.
+    Column("per_hour", Numeric(18, 6)),
+    Column("ran_again_at", UTCDateTime),
     Index(None, "outcome"),
     Index(None, "provider", "native_id", "id"),
 )
@@ -375,4 +384,29 @@ answer_rejections = Table(
     Column("subject", String, primary_key=True),
     Column("since", UTCDateTime, nullable=False),
     Column("reason", Text, nullable=False),
+)
+
+# ---------------------------------------------------------------- owners (0008)
+# An owner digest of one period is told once: its row is written with its events.
+digests_sent = Table(
+    "digests_sent",
+    metadata,
+    Column("digest", String, primary_key=True),
+    Column("period_start", UTCDateTime, primary_key=True),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Column("owners", Integer, nullable=False),
+)
+
+# How fresh the spend Warden cannot observe is: per feed (or "push") and provider, the
+# last good read and the moment its records are complete up to (`as_of`); a lag beyond
+# the feed's `max_lag` is an episode, told once from `lagging_since`.
+spend_sources = Table(
+    "spend_sources",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("provider", String, primary_key=True),
+    Column("read_at", UTCDateTime, nullable=False),
+    Column("as_of", UTCDateTime, nullable=False),
+    Column("lagging_since", UTCDateTime),
 )
