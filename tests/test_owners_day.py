@@ -31,8 +31,8 @@ from tests.owners_rig import (
     OwnersRig,
     owners_rig,
 )
-from warden.commands import budget_line, explanation
 from warden.events import catalogue as ev
+from warden.explain import budget_line, explanation
 from warden.logging import configure_logging
 from warden.model import WorkspaceId
 from warden.spend.savings import savings_of
@@ -176,7 +176,8 @@ async def test_a_keep_alive_holds_the_idle_stop_until_the_policys_maximum(
 
 async def test_explain_shows_the_keep_alive_and_the_budgets_data_age(run: Day) -> None:
     report = run.explained  # at noon
-    assert report["memory"]["kept_alive_until"] == KEEP_ALIVE_AT + timedelta(hours=12)
+    held = KEEP_ALIVE_AT + timedelta(hours=12)
+    assert report["memory"]["kept_alive_until"] == held.isoformat()  # RFC 3339, as explain writes
     team, org = report["budgets"]
     assert team["oldest_source"] == "observed:coder"
     assert team["lag_seconds"] <= STEP.total_seconds()
