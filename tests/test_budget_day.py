@@ -147,6 +147,7 @@ async def test_a_day_of_budgets_fires_each_threshold_once_and_undoes_at_midnight
         )
     assert report is not None
     team, org = report["budgets"]
+    print("DEBUG", team["spent"], org["spent"], org)
     assert (team["budget"], team["scope"], team["limit"]) == ("team-daily", "alice", "10")
     assert [t["fired"] for t in team["thresholds"]] == [True, True, True]  # 80%, forecast, 100%
     assert Decimal(team["workspace_spent"]) == Decimal(team["spent"])  # her only workspace

@@ -170,7 +170,7 @@ class Actuator:
         self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome
     ) -> None:
         """Dry run: each planned action is recorded and told once, all in one write."""
-        plans, events, by_key = [], {}, {}
+        plans, by_key = [], {}
         for d in decisions:
             assert d.verb is not None
             key = key_of(cycle, d, dry_run=True)
@@ -179,12 +179,15 @@ class Actuator:
                     key=key, ws=d.workspace, policy=d.policy, verb=d.verb, reason=d.reason
                 )
             )
-            data = ev.decision_data(d) | {"idempotency_key": key, "dry_run": True}
-            events[key] = ev.new_event(
-                ev.ACTION_PLANNED, str(d.workspace), now=cycle.now, data=data
-            )
             by_key[key] = d
-        for key in await cycle.store.record_plans(plans, cycle.now, events):
+
+        def told(key: str) -> Event:  # only a new plan is told: built for those alone
+            data = ev.decision_data(by_key[key]) | {"idempotency_key": key, "dry_run": True}
+            return ev.new_event(
+                ev.ACTION_PLANNED, str(by_key[key].workspace), now=cycle.now, data=data
+            )
+
+        for key in await cycle.store.record_plans(plans, cycle.now, told):
             outcome.planned.append(by_key[key])
 
     async def act(self, cycle: Cycle, decision: Decision, outcome: CycleOutcome) -> None:

@@ -373,18 +373,25 @@ class Pipeline:
     ) -> dict[WorkspaceId, Memory]:
         """Write what was seen (and what it cost), then read the memory, once."""
         if writes:
-            await store.record_observation(name, observation.workspaces, now)
-            await self._account(name, store, observation, now)
+            listed = await store.record_observation(name, observation.workspaces, now, listing=True)
+            await self._account(name, store, observation, listed, now)
         window = sample_window(self.rules)
         return await store.load_memory(name, samples_since=now - window if window else None)
 
     async def _account(
-        self, name: str, store: Store, observation: Observation, now: datetime
+        self,
+        name: str,
+        store: Store,
+        observation: Observation,
+        listed: frozenset[str],
+        now: datetime,
     ) -> None:
-        """Add what each observed workspace cost since its last observation to the ledger."""
+        """Add what each observed workspace cost since its last observation to the ledger
+        (`listed`: those the listing before showed, when it was made)."""
         pricing = self.policies.pricing.get(name)
         if pricing is None:
             return  # not priced: nothing to account (see accruals_for)
+        last_listing = await store.last_cycle(name)
         accruals, events = accruals_for(
             observation,
             await store.spend_points(name),
@@ -392,6 +399,7 @@ class Pipeline:
             now=now,
             max_gap=SPEND_GAP_LIMIT,
             zones=ledger_zones(self.policies.budgets),
+            seen_at=lambda ws: last_listing if ws.native in listed else None,
         )
         await store.account_spend(name, accruals, events)
 
@@ -569,7 +577,9 @@ class Pipeline:
             for hold in railed.holds_begun:
                 log.error("action.held", policy=hold.policy, why=hold.reason)
         await ep.end_holds(store, name, railed.holds_ended)
-        await store.record_decisions(railed_decisions(railed), now, [])
+        # A complete listing's decisions are the whole of its provider's: heads renewed.
+        whole = name if observation.complete else None
+        await store.record_decisions(railed_decisions(railed), now, [], whole=whole)
         snapshots = {ws.id: ws for ws in observation.workspaces}
         cycle = self._cycle_inputs(provider, store, snapshots, memory, state, now)
         cycle = replace(
@@ -722,7 +732,9 @@ class Pipeline:
             if d.verb in (Verb.STOP, Verb.KILL_SWITCH) and d.workspace in snapshots
         ]
         if stopped:
-            await self._account(name, store, Observation(name, now, stopped), now)
+            # Not watched as running on: each stop closes its open span now.
+            stopped_now = Observation(name, now, stopped)
+            await self._account(name, store, stopped_now, frozenset(), now)
 
     def _count_actions(self, outcome: CycleOutcome, now: datetime) -> None:
         """Each action's outcome, and how late a warned one ran after its deadline."""

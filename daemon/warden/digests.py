@@ -122,7 +122,7 @@ async def digest_events(
         snapshot = snapshots.get(ws)
         return matches(digest.match, snapshot) if snapshot is not None else _matches_all(digest)
 
-    rows = await store.spend_between(period.first, period.last, "UTC")
+    rows = await store.spend_between(period.first, period.last, "UTC", until=period.end)
     fed = feed_rows(await store.spend_records_between(period.start, period.end), day=period.first)
     for row in [*rows, *fed]:
         if row.owner and told(row.ws) and row.amount:

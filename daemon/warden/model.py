@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 
@@ -23,6 +24,11 @@ class State(StrEnum):
     STOPPING = "stopping"
     FAILED = "failed"
     UNKNOWN = "unknown"
+
+
+# One empty mapping that every snapshot without labels, utilisation or resources
+# shares: at 100k workspaces a poll, three empty dicts each are 20 MB for nothing.
+NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -55,7 +61,7 @@ class Workspace:
     kind: str = "workspace"  # provider type: coder, strongly, mage, ...
     template: str | None = None
     project: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=lambda: NOTHING)
     started_at: datetime | None = None  # when the current running period began
     last_active_at: datetime | None = None  # last user activity the platform reported
     busy: bool | None = None  # True when the platform reports real work running now
@@ -64,10 +70,12 @@ class Workspace:
     cost_units_per_day: Decimal | None = None  # the platform's own cost figure (Coder credits)
     transitioning: bool = False  # a build/operation is in flight; never act on it
     utilisation: Mapping[str, Decimal | None] = field(
-        default_factory=dict
+        default_factory=lambda: NOTHING
     )  # "cpu", "gpu", ... in %
-    resources: Mapping[str, Any] = field(default_factory=dict)  # cpu, memory_gib, gpu_type, gpus
-    facts: Mapping[str, Any] = field(default_factory=dict)  # extra, for explain
+    resources: Mapping[str, Any] = field(
+        default_factory=lambda: NOTHING
+    )  # cpu, memory_gib, gpu_type, gpus
+    facts: Mapping[str, Any] = field(default_factory=lambda: NOTHING)  # extra, for explain
 
     @property
     def ref(self) -> str:

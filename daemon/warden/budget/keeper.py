@@ -164,14 +164,14 @@ class BudgetKeeper:
     ) -> list[Standing]:
         """Every budget's standings in its current window, against the stored states,
         each with how fresh its facts are (`polled`: a cycle's own poll, not yet stored)."""
-        points = await self._store.running_points()
+        points = await self._store.running_points(polled)
         rates = {ws: p.per_hour for ws, p in points.items() if p.per_hour is not None}
         polls = await self._store.last_polls() | dict(polled or {})
         feeds = await self._store.spend_sources()
         found: list[Standing] = []
         for budget in budgets:
             current = self._current_states(states, budget, now)
-            charges = await self._charges(budget, now)
+            charges = await self._charges(budget, now, polled or {})
             observed = observed_by_scope(budget, snapshots, points, polls)
             fed = fed_sources(budget, feeds)
             found.extend(
@@ -180,11 +180,15 @@ class BudgetKeeper:
             )
         return found
 
-    async def _charges(self, budget: BudgetPolicy, now: datetime) -> list[Charge]:
-        """The window's spend: the ledger's local days, and the fed records in it."""
+    async def _charges(
+        self, budget: BudgetPolicy, now: datetime, polled: Mapping[str, datetime]
+    ) -> list[Charge]:
+        """The window's spend: the ledger's local days with the open spans up to now (the
+        providers `polled` in this cycle seen now), and the fed records in it."""
         window = window_at(budget.budget.window, budget.budget.timezone, now)
+        zone = budget.budget.timezone
         rows = await self._store.spend_between(
-            window.first_day, window.last_day, budget.budget.timezone
+            window.first_day, window.last_day, zone, until=now, polled=polled
         )
         # Records up to and including now; one dated later counts when its time comes.
         until = min(window.end, now + timedelta(microseconds=1))

@@ -204,6 +204,8 @@ def decide_trigger(
         return _skip(policy, ws, "activity unknown: the platform did not say", warning is not None)
     if now - ws.observed_at > settings.max_staleness:
         return _skip(policy, ws, "facts are stale", True)
+    if warning is None and measure.value < measure.limit - (policy.warn_before or timedelta(0)):
+        return None  # far from the limit, nothing to clear: most of a fleet, with no facts built
     facts = measure_facts(measure, ws, mem, policy)
     if policy.do is Verb.NOTIFY:
         return _notify_once(policy, ws, mem, measure, facts)

@@ -89,11 +89,11 @@ class CoderAdapter:
         query = search_query(filter)
 
         async def fetch(offset: int) -> Page:
-            return await self._page(query, offset=offset)
+            return await self._page(query, offset=offset, now=now)
 
         with self.client.counting() as tally:
             listing = await read_configured_pages(fetch, self._config)
-        workspaces, skipped = self._convert_all(listing.items, now)
+        workspaces, skipped = _without_duplicates(listing.items)
         return listing.observation(self.name, now, workspaces, skipped, requests=tally.sent)
 
     async def refresh(self, native_id: str, *, now: datetime) -> Workspace:
@@ -127,7 +127,9 @@ class CoderAdapter:
             what=f"{transition} {ws.ref}",
         )
 
-    async def _page(self, query: str | None, *, offset: int) -> Page:
+    async def _page(self, query: str | None, *, offset: int, now: datetime) -> Page:
+        """One page, each entry converted as it arrives (a snapshot, or why it cannot be
+        trusted): the page's raw JSON is dropped at once, never held for the listing."""
         limit = self._config.page_size
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if query:
@@ -138,26 +140,36 @@ class CoderAdapter:
         # A server that caps the page size answers a short first page while its count
         # claims more: its pages are as long as that first one.
         size = len(items) if offset == 0 and 0 < len(items) < min(limit, count) else limit
-        return Page(items, size=size, claimed=count)
+        return Page([self._convert(raw, now) for raw in items], size=size, claimed=count)
 
-    def _convert_all(self, raws: list[Any], now: datetime) -> tuple[list[Workspace], list[Skipped]]:
-        """Snapshots for the raws we can trust; a reason for each one we cannot."""
-        ids = Counter(raw.get("id") for raw in raws if isinstance(raw, dict))
-        workspaces: list[Workspace] = []
-        skipped: list[Skipped] = []
-        seen_duplicates: set[str] = set()
-        for raw in raws:
+    def _convert(self, raw: Any, now: datetime) -> Workspace | Skipped:
+        try:
+            return to_workspace(raw, provider=self.name, now=now)
+        except (ValueError, KeyError, TypeError) as e:
             native = raw.get("id") if isinstance(raw, dict) else None
-            if isinstance(native, str) and ids[native] > 1:
-                if native not in seen_duplicates:
-                    seen_duplicates.add(native)
-                    skipped.append(Skipped(native, "listed more than once across pages"))
-                continue
-            try:
-                workspaces.append(to_workspace(raw, provider=self.name, now=now))
-            except (ValueError, KeyError, TypeError) as e:
-                skipped.append(Skipped(native if isinstance(native, str) else None, str(e)))
-        return workspaces, skipped
+            return Skipped(native if isinstance(native, str) else None, str(e))
+
+
+def _without_duplicates(
+    entries: list[Workspace | Skipped],
+) -> tuple[list[Workspace], list[Skipped]]:
+    """The snapshots we can trust, and a reason for each entry we cannot: one listed more
+    than once across pages (a listing that shifted while read) is skipped, every copy."""
+    ids = Counter(e.id.native if isinstance(e, Workspace) else e.native_id for e in entries)
+    workspaces: list[Workspace] = []
+    skipped: list[Skipped] = []
+    told: set[str] = set()
+    for entry in entries:
+        native = entry.id.native if isinstance(entry, Workspace) else entry.native_id
+        if native is not None and ids[native] > 1:
+            if native not in told:
+                told.add(native)
+                skipped.append(Skipped(native, "listed more than once across pages"))
+        elif isinstance(entry, Workspace):
+            workspaces.append(entry)
+        else:
+            skipped.append(entry)
+    return workspaces, skipped
 
 
 def search_query(filter: ListFilter | None) -> str | None:

@@ -38,6 +38,16 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"expected an RFC 3339 timestamp, got {value!r}")
+    try:  # the common case, at 100k workspaces a poll: Python reads it as it is
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return _parse_time_slowly(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"expected a timestamp with a time zone, got {value!r}")
+    return None if moment.year <= 1 else moment.astimezone(UTC)
+
+
+def _parse_time_slowly(value: str) -> datetime | None:
     text = value.replace("Z", "+00:00")
     # Go writes nanoseconds; Python reads at most microseconds.
     head, dot, rest = text.partition(".")
@@ -69,13 +79,13 @@ def plausible(
     """`moment`, no later than `now`, when it can be true; Implausible says why not."""
     if moment is None:
         return None
-    when = moment.isoformat()
     if moment > now + CLOCK_SKEW:
-        raise Implausible(f"`{field}` is in the future ({when})")
+        raise Implausible(f"`{field}` is in the future ({moment.isoformat()})")
     if moment < TRUSTED_SINCE:
-        raise Implausible(f"`{field}` is before {TRUSTED_SINCE.date().isoformat()} ({when})")
+        since = TRUSTED_SINCE.date().isoformat()
+        raise Implausible(f"`{field}` is before {since} ({moment.isoformat()})")
     if created is not None and moment < created - CREATION_SLACK:
-        raise Implausible(f"`{field}` is before the workspace was created ({when})")
+        raise Implausible(f"`{field}` is before the workspace was created ({moment.isoformat()})")
     return min(moment, now)
 
 

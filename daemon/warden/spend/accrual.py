@@ -21,6 +21,7 @@ from warden.model import WorkspaceId
 
 MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
 LEDGER_ZONE = "UTC"  # the days `warden spend` reports
+RATE_PLACES = Decimal("0.000001")  # spend_points.per_hour is NUMERIC(18, 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,22 +72,44 @@ def accrue(
     *,
     max_gap: timedelta,
     zones: Sequence[str] = (LEDGER_ZONE,),
+    seen_at: datetime | None = None,
 ) -> list[Entry]:
     """What the time from `previous` to `current` cost, by day in each of `zones`.
 
-    Nothing unless it was running at `previous`.
+    Nothing unless it was running at `previous`. Estimated when it went unobserved for
+    longer than `max_gap` before `current`: since `seen_at` (the last listing that
+    showed it, when later than its point), else since `previous`.
     """
     if previous is None or not previous.running or previous.per_hour is None:
         return []
     if current.at <= previous.at:
         return []  # an observation out of order (a clock step back): charge nothing twice
-    estimated = current.at - previous.at > max_gap
+    unobserved_since = max(previous.at, seen_at) if seen_at is not None else previous.at
+    estimated = current.at - unobserved_since > max_gap
     rate = previous.per_hour
     return [
         Entry(day, rate * _microseconds(span) / MICROSECONDS_PER_HOUR, estimated, zone)
         for zone in zones
         for day, span in split_by_day(previous.at, current.at, zone)
     ]
+
+
+def open_spans(point: Point, current: Point, zones: Sequence[str]) -> bool:
+    """Whether accrual can wait: the workspace runs on at the same rate, on the same
+    local day in every zone, so that what it costs from `point` on is the open span
+    `rate * (now - point.at)`, which readers of the ledger add (`Store.spend_between`)."""
+    same_rate = _as_kept(point.per_hour) == _as_kept(current.per_hour)
+    if point.running != current.running or not same_rate:
+        return False
+    return all(
+        point.at.astimezone(ZoneInfo(zone)).date() == current.at.astimezone(ZoneInfo(zone)).date()
+        for zone in zones
+    )
+
+
+def _as_kept(rate: Decimal | None) -> Decimal | None:
+    """A rate as the store keeps it (six decimals): a computed one compares equal."""
+    return None if rate is None else rate.quantize(RATE_PLACES)
 
 
 def _microseconds(span: timedelta) -> Decimal:

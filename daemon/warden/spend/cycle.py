@@ -7,7 +7,7 @@ told once (`warden.spend.incomplete`) and its spend marked incomplete, never gue
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from warden.events import catalogue as ev
 from warden.model import Event, State, WorkspaceId
 from warden.policy.models import Pricing
 from warden.providers.base import Observation
-from warden.spend.accrual import LEDGER_ZONE, Accrual, Entry, Point, accrue
+from warden.spend.accrual import LEDGER_ZONE, Accrual, Entry, Point, accrue, open_spans
 from warden.spend.pricing import hourly_rate
 
 
@@ -28,10 +28,15 @@ def accruals_for(
     now: datetime,
     max_gap: timedelta,
     zones: Sequence[str] = (LEDGER_ZONE,),
+    seen_at: Callable[[WorkspaceId], datetime | None] = lambda _ws: None,
 ) -> tuple[list[Accrual], list[Event]]:
     """What each observed workspace cost since its last point, and the new points.
 
-    Entries are by day in each of `zones` (UTC and the budgets' time zones).
+    Entries are by day in each of `zones` (UTC and the budgets' time zones). A
+    workspace that runs on at the same rate on the same day, observed without a gap
+    (the last listing that showed it, `seen_at`, within `max_gap`), accrues nothing yet: its span
+    stays open (`open_spans`), so that a steady fleet writes no ledger row per poll.
+    Its rate or state changing, a midnight, or a gap close it.
 
     A provider without a `pricing` entry is not accounted at all (the agent-run
     platform's spend, say, comes from elsewhere); within a priced provider, a running
@@ -57,7 +62,11 @@ def accruals_for(
                     data={"workspace": ws.ref, "provider": ws.id.provider, "reason": rate.missing},
                 )
             )
-        entries = accrue(previous, point, max_gap=max_gap, zones=zones)
+        seen = seen_at(ws.id)
+        watched = seen is not None and now - seen <= max_gap
+        if previous is not None and watched and open_spans(previous, point, zones):
+            continue
+        entries = accrue(previous, point, max_gap=max_gap, zones=zones, seen_at=seen)
         if missing and not entries:  # a row that says so, so that the day reads incomplete
             entries = [
                 Entry(now.astimezone(ZoneInfo(zone)).date(), Decimal(0), False, zone)

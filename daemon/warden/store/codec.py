@@ -8,6 +8,7 @@ in `rows.py`. It is pure: no connections, no clock.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -35,6 +36,8 @@ from warden.store.rows import ActionRecord, Outcome, StoredDecision, WorkspaceRo
 _DATETIMES = frozenset({"observed_at", "started_at", "last_active_at", "deadline", "max_deadline"})
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Workspace)) - {"id"}
+# What a snapshot's digest covers: every fact but when it was seen.
+_DIGESTED = tuple(sorted(_FIELDS - {"observed_at"}))
 
 
 def jsonable(value: Any) -> Any:
@@ -73,6 +76,16 @@ def snapshot_json(ws: Workspace) -> dict[str, Any]:
     return {name: jsonable(getattr(ws, name)) for name in sorted(_FIELDS)}
 
 
+def snapshot_digest(ws: Workspace) -> str:
+    """A short hash of a snapshot's facts, all but `observed_at`: equal digests, same facts.
+
+    From the values' reprs, not their JSON: an unchanged workspace costs no dict building.
+    Stable across processes (unlike hash()), so a restart does not rewrite the fleet.
+    """
+    facts = repr(tuple(getattr(ws, name) for name in _DIGESTED))
+    return hashlib.blake2b(facts.encode(), digest_size=8).hexdigest()
+
+
 def snapshot_from_json(ws: WorkspaceId, data: Mapping[str, Any]) -> Workspace | None:
     """The snapshot back, typed; None when it cannot be read (an older shape, say)."""
     try:
@@ -97,16 +110,20 @@ def _typed(name: str, value: Any) -> Any:
 
 
 def snapshot_from_row(row: WorkspaceRow) -> Workspace | None:
-    """The last snapshot a poll recorded for this workspace, or None if there is none."""
+    """The last snapshot a poll recorded for this workspace, or None if there is none;
+    seen when the row says it was last seen (a listed workspace: at the last listing)."""
     if row.last_snapshot is None:
         return None
-    return snapshot_from_json(row.id, row.last_snapshot)
+    snapshot = snapshot_from_json(row.id, row.last_snapshot)
+    if snapshot is None or row.last_seen_at is None:
+        return snapshot
+    return dataclasses.replace(snapshot, observed_at=row.last_seen_at)
 
 
 # ---------------------------------------------------------------- values → rows
 
 
-def observed_values(ws: Workspace, period: Period, now: datetime) -> dict[str, Any]:
+def observed_values(ws: Workspace, period: Period, now: datetime, digest: str) -> dict[str, Any]:
     return {
         "provider": ws.id.provider,
         "native_id": ws.id.native,
@@ -118,7 +135,19 @@ def observed_values(ws: Workspace, period: Period, now: datetime) -> dict[str, A
         "last_state": str(ws.state),
         "last_seen_at": now,
         "last_snapshot": snapshot_json(ws),
+        "digest": digest,
     }
+
+
+def decision_digest(decision: Decision) -> str:
+    """What makes a decision the same as the last one: kind, verb, due time, dry run,
+    and the reason of a skip or a clear. An action's or a warning's reason quotes the
+    measure ("running_for 1d7h18m ≥ 12h"), which grows every cycle; the same verb
+    due at the same time is the same decision."""
+    d = decision
+    why = d.reason if d.kind in (DecisionKind.SKIP, DecisionKind.CLEAR) else None
+    said = repr((str(d.kind), d.verb and str(d.verb), d.due_at, d.dry_run, why))
+    return hashlib.blake2b(said.encode(), digest_size=8).hexdigest()
 
 
 def event_values(event: Event) -> dict[str, Any]:

@@ -42,9 +42,11 @@ def sample_rows(workspaces: Sequence[Workspace], now: datetime) -> list[dict[str
 async def write_samples(
     conn: AsyncConnection, provider: str, rows: list[dict[str, Any]], now: datetime
 ) -> None:
-    """Add this poll's samples and forget those older than the retention."""
-    if rows:
-        await conn.execute(insert(db.utilisation_samples), rows)
+    """Add this poll's samples and forget those older than the retention (a poll with
+    none writes nothing: what is left past the retention is never read)."""
+    if not rows:
+        return
+    await conn.execute(insert(db.utilisation_samples), rows)
     t = db.utilisation_samples
     await conn.execute(delete(t).where(t.c.provider == provider, t.c.at < now - RETENTION))
 

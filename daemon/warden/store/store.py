@@ -20,7 +20,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -47,18 +47,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from warden.budget.state import WindowState
 from warden.errors import excerpt
 from warden.model import Decision, Event, Memory, State, Verb, Warning, Workspace, WorkspaceId
-from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow
+from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow, accrue
 from warden.spend.feeds import SourceState, SpendRecord
 from warden.spend.savings import Stop
 from warden.store import lease, migrate
 from warden.store import tables as db
 from warden.store.codec import (
     action_of,
+    decision_digest,
     decision_of,
     decision_values,
     event_values,
     memory_of,
     observed_values,
+    snapshot_digest,
     snapshot_from_row,
     spend_record_of,
     spend_record_values,
@@ -100,6 +102,19 @@ _OBSERVED = (
     "running_since",
     "started_at",
     "last_snapshot",
+    "digest",
+)
+# What `Memory` needs of a workspace's row: never its snapshot, the bulk of the row.
+_REMEMBERED = (
+    "provider",
+    "native_id",
+    "first_seen_at",
+    "running_since",
+    "snoozed_until",
+    "stopped_by",
+    "stopped_at",
+    "kept_alive_at",
+    "kept_alive_until",
 )
 
 
@@ -275,40 +290,57 @@ class Store:
         workspaces: Sequence[Workspace],
         now: datetime,
         events: Sequence[Event] = (),
-    ) -> None:
-        """Remember one poll of `provider`: bulk upserts, one transaction.
+        *,
+        listing: bool = False,
+    ) -> frozenset[str]:
+        """Remember what a poll saw of `provider`: only what changed, in one transaction.
+        The native ids of those the listing before this one showed, as its answer.
+
+        A workspace is written when its facts (`snapshot_digest`) or its running period
+        changed, or when a `listing` (the poll's, not a re-read of a few) shows it again:
+        an unchanged, listed one costs nothing, since the listing's own time (the
+        cycle marker) says when it was seen. What a listing no longer shows is written
+        once, unlisted, seen last at the listing before.
 
         A new running period (see `next_period`) forgets the extensions used and
         Warden's stop: once a workspace runs again, a later stop is not Warden's to
         undo unless Warden makes it.
         """
         async with self._write() as conn:
-            # A due cycle's few workspaces need their own periods, not the whole fleet's.
-            few = [ws.id.native for ws in workspaces] if len(workspaces) <= 500 else None
-            known = await _periods(conn, provider, few)
-            values, renewed, ran = [], [], []
+            # A due cycle's few workspaces need their own rows, not the whole fleet's.
+            few = None if listing or len(workspaces) > 500 else [ws.id.native for ws in workspaces]
+            known = await _known(conn, provider, few)
+            listed_before = frozenset(native for native, k in known.items() if k.listed)
+            changed, renewed = [], []
             for ws in workspaces:
                 if ws.id.provider != provider:
                     raise ValueError(f"{ws.id} is not a workspace of {provider!r}")
-                previous = known.get(ws.id.native)
-                period, is_new = next_period(previous, ws, now)
-                values.append(observed_values(ws, period, now))
-                if is_new and previous is not None:  # a first sighting has nothing to forget
-                    renewed.append({"p": provider, "n": ws.id.native})
-                    ran.append({"p": provider, "n": ws.id.native, "ran": period.running_since})
-            if values:
-                await conn.execute(self._observation_upsert(), values)
+                before = known.pop(ws.id.native, None)
+                period, is_new = next_period(before.period if before else None, ws, now)
+                digest = snapshot_digest(ws)
+                if before is None or before.differs(period, digest, listed=listing):
+                    changed.append(observed_values(ws, period, now, digest))
+                if is_new and before is not None:  # a first sighting has nothing to forget
+                    renewed.append({"p": provider, "n": ws.id.native, "ran": period.running_since})
+            if changed:
+                await conn.execute(self._observation_upsert(listed=listing), changed)
             if renewed:
                 await _forget_period(conn, renewed)
-                await _ran_again(conn, ran)
+                await _ran_again(conn, renewed)
+            if listing:
+                await _unlist(conn, provider, [n for n, k in known.items() if k.listed])
             await write_samples(conn, provider, sample_rows(workspaces, now), now)
             await self._outbox(conn, events)
+        return listed_before
 
-    def _observation_upsert(self) -> PostgresInsert | SqliteInsert:
+    def _observation_upsert(self, *, listed: bool) -> PostgresInsert | SqliteInsert:
         insert = upsert(db.workspaces, self._dialect)
+        if listed:
+            insert = insert.values(listed=True)
+        refreshed = _OBSERVED + (("listed",) if listed else ())
         return insert.on_conflict_do_update(
             index_elements=[db.workspaces.c.provider, db.workspaces.c.native_id],
-            set_={name: insert.excluded[name] for name in _OBSERVED},
+            set_={name: insert.excluded[name] for name in refreshed},
         )
 
     async def load_memory(
@@ -330,9 +362,9 @@ class Store:
                 if samples_since
                 else {}
             )
-            rows = (
-                await conn.execute(select(db.workspaces).where(_of(db.workspaces, provider, only)))
-            ).all()
+            columns = [db.workspaces.c[name] for name in _REMEMBERED]
+            query = select(*columns).where(_of(db.workspaces, provider, only))
+            rows = (await conn.execute(query)).all()
             given = await _warnings_by_workspace(conn, provider, only)
             used = await _extensions_by_workspace(conn, provider, only)
             keys = await _last_action_keys(conn, provider, only)
@@ -348,7 +380,7 @@ class Store:
 
     async def workspace_row(self, ws: WorkspaceId) -> WorkspaceRow | None:
         async with self._read() as conn:
-            row = (await conn.execute(select(db.workspaces).where(_is(db.workspaces, ws)))).first()
+            row = (await conn.execute(_workspace_rows().where(_is(db.workspaces, ws)))).first()
         return None if row is None else WorkspaceRow(**row._mapping)
 
     async def list_workspaces(
@@ -359,7 +391,7 @@ class Store:
         offset: int = 0,
     ) -> list[WorkspaceRow]:
         """Known workspaces in a stable order (provider, id), one page at a time."""
-        query = select(db.workspaces).order_by(db.workspaces.c.provider, db.workspaces.c.native_id)
+        query = _workspace_rows().order_by(db.workspaces.c.provider, db.workspaces.c.native_id)
         if provider is not None:
             query = query.where(db.workspaces.c.provider == provider)
         if state is not None:
@@ -432,12 +464,12 @@ class Store:
             await self._outbox(conn, events)
 
     async def record_plans(
-        self, plans: Sequence[PlannedAction], now: datetime, events: Mapping[str, Event]
+        self, plans: Sequence[PlannedAction], now: datetime, told: Callable[[str], Event]
     ) -> list[str]:
         """Dry run: record what would have been done, once per key; the keys that were new.
 
-        Each new key's event (from `events`, by key) is written with it; a key already
-        recorded writes nothing, so a dry run tells each planned action once.
+        Each new key's event (`told(key)`) is written with it; a key already recorded
+        writes nothing, so a dry run tells each planned action once.
         """
         if not plans:
             return []
@@ -462,8 +494,11 @@ class Store:
             .returning(db.actions.c.idempotency_key)
         )
         async with self._write() as conn:
-            new = [row.idempotency_key for row in await conn.execute(stmt, rows)]
-            await self._outbox(conn, [events[key] for key in new if key in events])
+            # Most plans were recorded cycles ago: looked up first, only new ones written.
+            known = await _recorded_keys(conn, [plan.key for plan in plans])
+            rows = [row for row in rows if row["idempotency_key"] not in known]
+            new = [row.idempotency_key for row in await conn.execute(stmt, rows)] if rows else []
+            await self._outbox(conn, [told(key) for key in new])
         return new
 
     async def snooze(self, ws: WorkspaceId, until: datetime, events: Sequence[Event]) -> None:
@@ -715,13 +750,38 @@ class Store:
     # ------------------------------------------------------------ decisions
 
     async def record_decisions(
-        self, decisions: Sequence[Decision], now: datetime, events: Sequence[Event]
+        self,
+        decisions: Sequence[Decision],
+        now: datetime,
+        events: Sequence[Event],
+        *,
+        whole: str | None = None,
     ) -> None:
-        """Keep each decision with its facts, for `warden explain` and the admin API."""
+        """Keep each new decision with its facts, for `warden explain` and the admin API.
+
+        A decision the same as the last one recorded for its workspace and policy (its
+        head, `decision_digest`) is not recorded again: a dry run's
+        "would stop" is kept once, from when it was first made. `whole` names the
+        provider whose whole cycle `decisions` are: a workspace and policy with no
+        decision in it loses its head, so that the same decision later is new again.
+        """
+        digests = {_head_of(d): decision_digest(d) for d in decisions}
         async with self._write() as conn:
-            if decisions:
+            heads = await _decision_heads(conn, decisions, whole)
+            new = [d for d in decisions if heads.pop(_head_of(d), None) != digests[_head_of(d)]]
+            if new:
+                await conn.execute(db.decisions.insert(), [decision_values(d, now) for d in new])
                 await conn.execute(
-                    db.decisions.insert(), [decision_values(d, now) for d in decisions]
+                    _head_upsert(self._dialect),
+                    [_head_values(d, digests[_head_of(d)], now) for d in new],
+                )
+            if whole is not None and heads:
+                await conn.execute(
+                    delete(db.decision_heads).where(
+                        _is_param(db.decision_heads),
+                        db.decision_heads.c.policy == bindparam("pol"),
+                    ),
+                    [{"p": ws.provider, "n": ws.native, "pol": policy} for ws, policy in heads],
                 )
             await self._outbox(conn, events)
 
@@ -825,9 +885,11 @@ class Store:
         """Where accrual stands for each of `provider`'s workspaces."""
         t = db.spend_points
         async with self._read() as conn:
-            rows = await conn.execute(select(t).where(t.c.provider == provider))
+            query = select(t.c.native_id, t.c.at, t.c.running, t.c.per_hour)
+            rows: Any = await conn.execute(query.where(t.c.provider == provider))
             return {
-                WorkspaceId(provider, r.native_id): Point(r.at, r.running, r.per_hour) for r in rows
+                WorkspaceId(provider, native): Point(at, running, per_hour)
+                for native, at, running, per_hour in rows
             }
 
     async def account_spend(
@@ -885,13 +947,100 @@ class Store:
                 await conn.execute(move, points)
             await self._outbox(conn, events)
 
-    async def spend_by_day(self, day: date, zone: str = LEDGER_ZONE) -> list[SpendRow]:
-        """Every workspace's spend on one day (UTC unless a budget's zone is named)."""
-        return await self.spend_between(day, day, zone)
+    async def spend_by_day(
+        self, day: date, zone: str = LEDGER_ZONE, *, until: datetime | None = None
+    ) -> list[SpendRow]:
+        """Every workspace's spend on one day (UTC unless a budget's zone is named), up
+        to `until` if given (see `spend_between`)."""
+        return await self.spend_between(day, day, zone, until=until)
 
-    async def spend_between(self, first: date, last: date, zone: str) -> list[SpendRow]:
+    async def spend_between(
+        self,
+        first: date,
+        last: date,
+        zone: str,
+        *,
+        until: datetime | None = None,
+        polled: Mapping[str, datetime] | None = None,
+    ) -> list[SpendRow]:
         """Every workspace's spend from local day `first` to `last` (inclusive) in `zone`,
-        one row per workspace, dated `first`."""
+        one row per workspace, dated `first`: the ledger's rows and the open spans, what
+        a workspace running on at its rate has cost since its point up to its last
+        sighting (see `open_spans`), or up to `until` when that is earlier. `polled`:
+        providers listed at these times, not yet marked (a cycle's poll, reviewing)."""
+        rows = await self._ledger_between(first, last, zone)
+        spans = await self._open_spans(first, last, zone, until, polled or {})
+        by_ws = {row.ws: row for row in rows}
+        for ws, (owner, amount) in spans.items():
+            row = by_ws.get(ws)
+            by_ws[ws] = (
+                replace(row, amount=row.amount + amount)
+                if row is not None
+                else SpendRow(
+                    ws=ws,
+                    owner=owner,
+                    day=first,
+                    amount=amount,
+                    estimated=Decimal(0),
+                    incomplete=False,
+                )
+            )
+        return list(by_ws.values())
+
+    async def _open_spans(
+        self,
+        first: date,
+        last: date,
+        zone: str,
+        until: datetime | None,
+        polled: Mapping[str, datetime],
+    ) -> dict[WorkspaceId, tuple[str, Decimal]]:
+        """Each running point's open span, in local days `first` to `last` of `zone`."""
+        found = {}
+        for ws, owner, point, seen in await self._running(polled):
+            if point.per_hour is None or seen is None:
+                continue
+            end = Point(min(until, seen) if until else seen, True, point.per_hour)
+            entries = accrue(point, end, max_gap=timedelta.max, zones=[zone])
+            amount = sum((e.amount for e in entries if first <= e.day <= last), Decimal(0))
+            if amount:
+                found[ws] = (owner, amount)
+        return found
+
+    async def _running(
+        self, polled: Mapping[str, datetime]
+    ) -> list[tuple[WorkspaceId, str, Point, datetime | None]]:
+        """Every point that says running, with its workspace's owner and last sighting."""
+        p, w, c = db.spend_points, db.workspaces, db.cycles
+        query = (
+            select(
+                p.c.provider,
+                p.c.native_id,
+                p.c.at,
+                p.c.per_hour,
+                w.c.owner,
+                w.c.listed,
+                w.c.last_seen_at,
+                c.c.last_success_at,
+            )
+            .select_from(
+                p.outerjoin(
+                    w, and_(w.c.provider == p.c.provider, w.c.native_id == p.c.native_id)
+                ).outerjoin(c, c.c.provider == p.c.provider)
+            )
+            .where(p.c.running.is_(True))
+        )
+        async with self._read() as conn:
+            rows: Any = (await conn.execute(query)).all()
+        found = []
+        for provider, native, at, rate, owner, listed, seen, marker in rows:
+            latest = polled.get(provider) if listed else None
+            sighting = _latest(seen, marker, latest) if listed else seen
+            point = Point(at, True, None if rate is None else Decimal(rate))
+            found.append((WorkspaceId(provider, native), owner or "", point, sighting))
+        return found
+
+    async def _ledger_between(self, first: date, last: date, zone: str) -> list[SpendRow]:
         t = db.spend_ledger
         query = (
             select(
@@ -959,7 +1108,7 @@ class Store:
 
     async def snapshots(self, *, besides: str | None = None) -> dict[WorkspaceId, Workspace]:
         """The latest snapshot of every known workspace of every provider (but `besides`)."""
-        query = select(db.workspaces)
+        query = _workspace_rows()
         if besides is not None:
             query = query.where(db.workspaces.c.provider != besides)
         async with self._read() as conn:
@@ -975,19 +1124,16 @@ class Store:
             rows = await conn.execute(query)
             return {WorkspaceId(r.provider, r.native_id): Decimal(r.per_hour) for r in rows}
 
-    async def running_points(self) -> dict[WorkspaceId, Point]:
+    async def running_points(
+        self, polled: Mapping[str, datetime] | None = None
+    ) -> dict[WorkspaceId, Point]:
         """The spend point of every workspace running at its last observation: its rate,
-        and when that was (how fresh the spend accrued for it is)."""
-        t = db.spend_points
-        query = select(t).where(t.c.running.is_(True))
-        async with self._read() as conn:
-            rows = await conn.execute(query)
-            return {
-                WorkspaceId(r.provider, r.native_id): Point(
-                    r.at, True, None if r.per_hour is None else Decimal(r.per_hour)
-                )
-                for r in rows
-            }
+        and up to when its spend is known: its last sighting, to which its open span
+        runs (`polled`: as for `spend_between`)."""
+        return {
+            ws: replace(point, at=max(point.at, seen)) if seen is not None else point
+            for ws, _owner, point, seen in await self._running(polled or {})
+        }
 
     async def last_polls(self) -> dict[str, datetime | None]:
         """Each provider's last successful poll, as the cycles recorded it."""
@@ -1011,10 +1157,12 @@ class Store:
                 a.c.ran_again_at,
                 w.c.owner,
                 w.c.last_state,
-                w.c.last_seen_at,
+                _seen_at(),
             )
             .select_from(
-                a.outerjoin(w, and_(w.c.provider == a.c.provider, w.c.native_id == a.c.native_id))
+                a.outerjoin(
+                    w, and_(w.c.provider == a.c.provider, w.c.native_id == a.c.native_id)
+                ).outerjoin(db.cycles, db.cycles.c.provider == w.c.provider)
             )
             .where(
                 a.c.verb.in_([str(v) for v in STOPS]),
@@ -1243,17 +1391,129 @@ async def _advisory_lock(conn: AsyncConnection, key: int) -> None:
     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-async def _periods(
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What a poll compares a workspace with: its period, digest and listing."""
+
+    period: Period
+    digest: str | None
+    listed: bool
+
+    def differs(self, period: Period, digest: str, *, listed: bool) -> bool:
+        """Whether the row must be written: facts or period changed, or listed again."""
+        return self.digest != digest or self.period != period or (listed and not self.listed)
+
+
+async def _known(
     conn: AsyncConnection, provider: str, only: Sequence[str] | None = None
-) -> dict[str, Period]:
-    query = select(
-        db.workspaces.c.native_id, db.workspaces.c.running_since, db.workspaces.c.started_at
-    ).where(_of(db.workspaces, provider, only))
-    rows = (await conn.execute(query)).all()
-    return {row.native_id: Period(row.running_since, row.started_at) for row in rows}
+) -> dict[str, _Known]:
+    w = db.workspaces
+    query = select(w.c.native_id, w.c.running_since, w.c.started_at, w.c.digest, w.c.listed)
+    rows: Any = await conn.execute(query.where(_of(w, provider, only)))
+    return {
+        native: _Known(Period(since, started), digest, listed)
+        for native, since, started, digest, listed in rows
+    }
 
 
-async def _forget_period(conn: AsyncConnection, renewed: list[dict[str, str]]) -> None:
+def _latest(*moments: datetime | None) -> datetime | None:
+    return max((m for m in moments if m is not None), default=None)
+
+
+def _seen_at() -> Any:
+    """When a workspace was last seen: at its provider's last listing while listed (an
+    unchanged workspace is not written each poll), else when its row was last written.
+    Needs `cycles` joined on the provider."""
+    w, c = db.workspaces, db.cycles
+    listed_later = and_(w.c.listed.is_(True), c.c.last_success_at > w.c.last_seen_at)
+    return case((listed_later, c.c.last_success_at), else_=w.c.last_seen_at).label("last_seen_at")
+
+
+def _workspace_rows() -> Any:
+    """Rows of `workspaces` as `WorkspaceRow` takes them, last seen as `_seen_at` says."""
+    w, c = db.workspaces, db.cycles
+    hidden = {"digest", "listed", "last_seen_at"}
+    columns = [col for col in w.c if col.name not in hidden]
+    return select(*columns, _seen_at()).select_from(w.outerjoin(c, c.c.provider == w.c.provider))
+
+
+async def _decision_heads(
+    conn: AsyncConnection, decisions: Sequence[Decision], whole: str | None
+) -> dict[tuple[WorkspaceId, str], str]:
+    """The heads to compare `decisions` with: all of the `whole` provider's, else theirs."""
+    h = db.decision_heads
+    query = select(h.c.provider, h.c.native_id, h.c.policy, h.c.digest)
+    if whole is not None:
+        rows = (await conn.execute(query.where(h.c.provider == whole))).all()
+    else:
+        rows = []
+        by_provider: dict[str, list[str]] = defaultdict(list)
+        for d in decisions:
+            by_provider[d.workspace.provider].append(d.workspace.native)
+        for provider, natives in by_provider.items():
+            for chunk in _chunks(natives):
+                found = await conn.execute(query.where(_of(h, provider, chunk)))
+                rows.extend(found.all())
+    return {(WorkspaceId(r.provider, r.native_id), r.policy): r.digest for r in rows}
+
+
+def _head_of(decision: Decision) -> tuple[WorkspaceId, str]:
+    return decision.workspace, decision.policy
+
+
+def _head_upsert(dialect: str) -> PostgresInsert | SqliteInsert:
+    insert = upsert(db.decision_heads, dialect)
+    return insert.on_conflict_do_update(
+        index_elements=[db.decision_heads.c[k] for k in ("provider", "native_id", "policy")],
+        set_={"digest": insert.excluded.digest, "time": insert.excluded.time},
+    )
+
+
+def _head_values(decision: Decision, digest: str, now: datetime) -> dict[str, Any]:
+    ws = decision.workspace
+    return {
+        "provider": ws.provider,
+        "native_id": ws.native,
+        "policy": decision.policy,
+        "digest": digest,
+        "time": now,
+    }
+
+
+async def _recorded_keys(conn: AsyncConnection, keys: Sequence[str]) -> set[str]:
+    """Which of `keys` the actions journal holds already."""
+    column = db.actions.c.idempotency_key
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        found.update((await conn.execute(select(column).where(column.in_(chunk)))).scalars())
+    return found
+
+
+async def _unlist(conn: AsyncConnection, provider: str, natives: Sequence[str]) -> None:
+    """Workspaces the listing no longer shows: seen last at the listing before this one."""
+    if not natives:
+        return
+    w, marker = db.workspaces, _listing_marker(provider)
+    seen = case((marker > w.c.last_seen_at, marker), else_=w.c.last_seen_at)
+    for chunk in _chunks(natives):
+        await conn.execute(
+            update(w)
+            .where(w.c.provider == provider, w.c.native_id.in_(chunk))
+            .values(listed=False, last_seen_at=func.coalesce(seen, w.c.last_seen_at))
+        )
+
+
+def _listing_marker(provider: str) -> Any:
+    """The time of `provider`'s last listing (its cycle marker), as a scalar subquery."""
+    c = db.cycles
+    return select(c.c.last_success_at).where(c.c.provider == provider).scalar_subquery()
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def _forget_period(conn: AsyncConnection, renewed: list[dict[str, Any]]) -> None:
     """Forget Warden's stop and the extensions of the periods that just ended."""
     await conn.execute(
         update(db.workspaces)

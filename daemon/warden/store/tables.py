@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     func,
 )
 from sqlalchemy.types import TypeDecorator
@@ -99,6 +100,11 @@ workspaces = Table(
     Column("kept_alive_at", UTCDateTime),
     Column("kept_alive_until", UTCDateTime),
     Column("kept_alive_by", String),
+    # (0009) A hash of the last snapshot's facts (not its `observed_at`): a poll writes
+    # the row only when they changed. `listed`: the provider's last listing showed it,
+    # so it was last seen then (`cycles.last_success_at`), with no write to say so.
+    Column("digest", String),
+    Column("listed", Boolean, nullable=False, server_default=false()),
     Index(None, "last_state"),
 )
 
@@ -167,6 +173,17 @@ decisions = Table(
     Column("facts", JSON, nullable=False),
     Index(None, "provider", "native_id", "time"),
     Index(None, "time"),  # for pruning old decisions
+)
+
+# (0009) The last decision recorded per workspace and policy, as a digest: the same
+# decision made again (a dry run's "would stop", cycle after cycle) is not recorded again.
+decision_heads = Table(
+    "decision_heads",
+    metadata,
+    *_workspace_key(),
+    Column("policy", String, primary_key=True),
+    Column("digest", String, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
 )
 
 # The outbox. `seq` is the delivery order; a later `deliveries` table references it.
