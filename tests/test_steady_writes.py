@@ -77,7 +77,8 @@ async def test_a_steady_cycle_writes_only_the_cycle_marker_and_the_lease(rig: Ri
         await settled(daemon, rig, cycles=3)
         with rows_written(daemon) as written:
             [steady] = await daemon.run_cycle()
-    assert steady.observation is not None and len(steady.observation.workspaces) == 20
+    assert steady.observation is not None
+    assert len(steady.observation.workspaces) == 20
     assert len(steady.decisions) >= 5  # the dry run would stop the idle ones, again
     assert set(written) <= {"cycles", "leases"}, written
     assert written["cycles"] == 1
@@ -92,7 +93,8 @@ async def test_one_workspace_changing_writes_its_row_alone(rig: Rig):
         with rows_written(daemon) as written:
             await daemon.run_cycle()
     assert written["workspaces"] == 1, written
-    assert "spend_days" not in written and "spend_points" not in written
+    assert "spend_days" not in written
+    assert "spend_points" not in written
 
 
 async def test_a_listed_workspace_was_seen_at_the_last_listing_unlisted_at_the_one_before(
@@ -106,13 +108,19 @@ async def test_a_listed_workspace_was_seen_at_the_last_listing_unlisted_at_the_o
         await settled(daemon, rig, cycles=3)  # written at the first poll only
         before_last = rig.clock() - M
         row = await daemon.store.workspace_row(busy)
-        assert row is not None and row.last_seen_at == before_last  # the last listing's time
+        assert row is not None
+        assert row.last_seen_at == before_last  # the last listing's time
         assert (await daemon.store.snapshots())[busy].observed_at == before_last
         rig.sim.corrupt_workspace(gone.native, "latest_build.status", "exploded")
         await daemon.run_cycle()  # the listing no longer shows it as a workspace we trust
-        row, unlisted = await daemon.store.workspace_row(busy), await daemon.store.workspace_row(gone)
-    assert row is not None and row.last_seen_at == rig.clock()
-    assert unlisted is not None and unlisted.last_seen_at == before_last
+        row, unlisted = (
+            await daemon.store.workspace_row(busy),
+            await daemon.store.workspace_row(gone),
+        )
+    assert row is not None
+    assert row.last_seen_at == rig.clock()
+    assert unlisted is not None
+    assert unlisted.last_seen_at == before_last
     assert first < before_last
 
 

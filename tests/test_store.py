@@ -561,14 +561,18 @@ async def test_decisions_come_back_newest_first_with_their_facts(store: Store) -
             policy="idle",
             verb=Verb.STOP,
             reason=f"idle {i}h",
-            due_at=NOW + H,
+            due_at=NOW + H + i * M,  # each a new decision (the same one again is kept once)
             facts={"idle_for": timedelta(hours=i), "cpu": Decimal("1.5")},
         )
         await store.record_decisions([decided], NOW + i * M, [])
     latest = await store.decisions_for(WS, limit=2)
     assert [d.reason for d in latest] == ["idle 2h", "idle 1h"]
     assert latest[0].facts == {"idle_for": 7200.0, "cpu": "1.5"}
-    assert (latest[0].time, latest[0].due_at, latest[0].kind) == (NOW + 2 * M, NOW + H, "warn")
+    assert (latest[0].time, latest[0].due_at, latest[0].kind) == (
+        NOW + 2 * M,
+        NOW + H + 2 * M,
+        "warn",
+    )
     assert await store.prune_decisions(NOW + M) == 1
     assert len(await store.decisions_for(WS)) == 2
 
@@ -754,9 +758,12 @@ async def test_utilisation_samples_are_kept_across_polls_and_unknowns_stay_unkno
         "gpu": [(NOW, Decimal("2.5")), (NOW + M, None), (NOW + 2 * M, Decimal(0))]
     }
     assert (await store.load_memory(P))[WorkspaceId(P, "ws-1")].samples == {}
-    later = NOW + 26 * H
-    await store.record_observation(P, [workspace("ws-1", now=later, utilisation={})], later)
-    assert (await store.load_memory(P, samples_since=NOW))[WorkspaceId(P, "ws-1")].samples == {}
+    later = NOW + 26 * H  # the next sample prunes those past the retention
+    ws = workspace("ws-1", now=later, utilisation={"gpu": Decimal(1)})
+    await store.record_observation(P, [ws], later)
+    assert (await store.load_memory(P, samples_since=NOW))[WorkspaceId(P, "ws-1")].samples == {
+        "gpu": [(later, Decimal(1))]
+    }
 
 
 # ---------------------------------------------------------------- budgets

@@ -439,7 +439,7 @@ class PlatformClient:
 def json_answer(raw: bytes, provider: str, what: str) -> Any:
     """The JSON value of an answer's body; BadAnswer, and nothing else, for any other bytes."""
     try:
-        return load_json(raw, max_depth=None)
+        return load_json(raw)
     except JsonInputError as e:
         raise BadAnswer(provider, f"{what}: malformed JSON: {e}") from e
 
