@@ -7,12 +7,16 @@ deadline. The exact-time due job then reads again only the due workspaces, decid
 and stops them. Printed: the first cycle's wall time, and for each stop, how long after
 its deadline it landed (the figure the issue bounds at 1 s at 100k).
 
-    python bench/due_latency.py [N ...]      (default: 10000 100000)
+    python bench/due_latency.py [--json PATH] [N ...]      (default: 10000 100000)
+
+`--json PATH` writes the figures there too, for `bench/cycle.py --due-latency PATH`
+(the goals block of `make bench`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -92,8 +96,9 @@ async def measure(url: str, lead: int) -> tuple[float, list[float]]:
     return first[0] - started, late
 
 
-def run(sizes: list[int]) -> None:
+def run(sizes: list[int], json_path: str | None = None) -> None:
     print(f"{'fleet':>8} {'first cycle s':>14} {'after due s (each stop)':>30}")
+    figures = []
     for size in sizes:
         server = subprocess.Popen(
             [sys.executable, __file__, "serve", str(size)], stdout=subprocess.PIPE, text=True
@@ -107,7 +112,10 @@ def run(sizes: list[int]) -> None:
             server.terminate()
             server.wait()
         shown = ", ".join(f"{s:.2f}" for s in sorted(late))
-        print(f"{size:>8} {first:>14.1f} {shown:>30}")
+        print(f"{size:>8} {first:>14.1f} {shown:>30}", flush=True)
+        figures.append({"workspaces": size, "first_cycle_s": first, "after_due_s": sorted(late)})
+    if json_path:
+        Path(json_path).write_text(json.dumps({"sizes": figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
@@ -115,4 +123,9 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
     else:
-        run([int(a) for a in sys.argv[1:]] or [10_000, 100_000])
+        args = sys.argv[1:]
+        path = None
+        if "--json" in args:
+            at = args.index("--json")
+            path, args = args[at + 1], args[:at] + args[at + 2 :]
+        run([int(a) for a in args] or [10_000, 100_000], path)
