@@ -14,7 +14,7 @@ help:
 	@echo "make demo        - install, then run Warden against the built-in simulators"
 	@echo "make test        - install, then lint, type check and run the test suite (not chaos)"
 	@echo "make chaos       - install, then run the chaos tests (pytest -m chaos)"
-	@echo "make bench       - install, then benchmark one full cycle at 1k and 10k workspaces, and savings"
+	@echo "make bench       - install, then benchmark a cycle at 1k/10k/100k on SQLite and PostgreSQL, due latency, savings"
 	@echo "make fmt         - format the code"
 	@echo "make constraints - pin the versions installed in .venv into $(CONSTRAINTS)"
 
@@ -61,9 +61,17 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix daemon tests bench
 	$(BIN)/ruff format daemon tests bench
 
+# Issue 13's benchmark: the due latency first (its figures feed the goals block), the
+# savings report, then one cycle at 1k, 10k and 100k on SQLite and PostgreSQL (the
+# server at BENCH_POSTGRES_URL, else WARDEN_TEST_POSTGRES_URL, else 127.0.0.1:5432;
+# SQLite only when none answers), ending with the goals. Options pass through:
+# make bench BENCH_ARGS="--sizes 1000,10000 --stores sqlite --json bench.json"
+BENCH_DUE := $(VENV)/bench-due-latency.json
 bench: $(STAMP)
-	$(BIN)/python bench/cycle.py
+	$(BIN)/python bench/due_latency.py --json $(BENCH_DUE) 10000 100000
 	$(BIN)/python bench/savings.py
+	$(BIN)/python bench/cycle.py --due-latency $(BENCH_DUE) $(BENCH_ARGS)
+	@rm -f $(BENCH_DUE)
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
