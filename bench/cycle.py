@@ -266,6 +266,7 @@ async def warden_cycles(url: str, database_url: str | None) -> dict[str, Any]:
                         "writes": writes.take(),
                     }
                 )
+                del result  # the daemon keeps no result: neither does the measurement
     return {"first": cycles[0], "steady": cycles[1]}
 
 

@@ -49,11 +49,13 @@ from warden.providers.base import LifecycleCapable, Provider
 from warden.retry import CircuitBreaker
 from warden.store import Store
 from warden.store.rows import PlannedAction
+from warden.store.store import batched
 
 log = structlog.get_logger(__name__)
 
 DISRUPTIVE = frozenset({Verb.STOP, Verb.RESUME, Verb.KILL_SWITCH, Verb.RELEASE})
 T = TypeVar("T")
+NOTES_BATCH = 1000  # decisions recorded per transaction
 
 
 @dataclass(slots=True)
@@ -115,9 +117,16 @@ class Actuator:
     async def apply(self, cycle: Cycle, decisions: Sequence[Decision]) -> CycleOutcome:
         """Write what needs no platform call in bulk, then act one action at a time."""
         outcome = CycleOutcome()
-        await self._record_notes(cycle, decisions, outcome)
+        # In batches: a first cycle over 100k workspaces warns thousands, and each
+        # warning's event is built, written and let go with its batch (each warning
+        # and its event still commit together).
+        for batch in batched(decisions, NOTES_BATCH):
+            await self._record_notes(cycle, batch, outcome)
         acts = [d for d in decisions if d.kind is DecisionKind.ACT and d.verb is not Verb.NOTIFY]
-        await self._record_plans(cycle, [d for d in acts if is_dry(cycle, d)], outcome)
+        for batch in batched([d for d in acts if is_dry(cycle, d)], NOTES_BATCH):
+            await self._record_plans(cycle, batch, outcome)
+        if outcome.warned:
+            log.info("workspaces.warned", count=len(outcome.warned))
         for decision in acts:
             if not is_dry(cycle, decision):
                 with structlog.contextvars.bound_contextvars(
@@ -163,8 +172,6 @@ class Actuator:
             await cycle.store.save_warnings(warnings, saved_events)
         if cleared:
             await cycle.store.clear_warnings(cleared, cleared_events)
-        if warnings:
-            log.info("workspaces.warned", count=len(outcome.warned))
 
     async def _record_plans(
         self, cycle: Cycle, decisions: Sequence[Decision], outcome: CycleOutcome

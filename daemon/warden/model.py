@@ -149,9 +149,9 @@ class Memory:
 
     first_seen_at: datetime | None = None
     running_since: datetime | None = None  # first poll that saw it running, this period
-    warnings: Mapping[str, Warning] = field(default_factory=dict)  # by policy name
+    warnings: Mapping[str, Warning] = field(default_factory=lambda: NOTHING)  # by policy name
     snoozed_until: datetime | None = None
-    extensions_used: Mapping[str, int] = field(default_factory=dict)  # by policy name
+    extensions_used: Mapping[str, int] = field(default_factory=lambda: NOTHING)  # by policy
     stopped_by: str | None = None  # the policy that made Warden stop it, if Warden did
     stopped_at: datetime | None = None
     last_action_key: str | None = None
@@ -162,7 +162,9 @@ class Memory:
     kept_alive_until: datetime | None = None
     # Utilisation samples kept across polls, oldest first, by metric ("gpu", "cpu");
     # a None value is a poll where the platform did not say.
-    samples: Mapping[str, Sequence[tuple[datetime, Decimal | None]]] = field(default_factory=dict)
+    samples: Mapping[str, Sequence[tuple[datetime, Decimal | None]]] = field(
+        default_factory=lambda: NOTHING
+    )
 
 
 EMPTY_MEMORY = Memory()

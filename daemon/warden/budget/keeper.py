@@ -40,6 +40,7 @@ from warden.providers.base import Observation
 from warden.spend.accrual import LEDGER_ZONE
 from warden.spend.feeds import SpendRecord
 from warden.store import Store
+from warden.store.rows import RunningSpan
 
 log = structlog.get_logger(__name__)
 
@@ -164,14 +165,15 @@ class BudgetKeeper:
     ) -> list[Standing]:
         """Every budget's standings in its current window, against the stored states,
         each with how fresh its facts are (`polled`: a cycle's own poll, not yet stored)."""
-        points = await self._store.running_points(polled)
+        spans = await self._store.running_spans(polled)  # read once, for every budget
+        points = await self._store.running_points(spans=spans)
         rates = {ws: p.per_hour for ws, p in points.items() if p.per_hour is not None}
         polls = await self._store.last_polls() | dict(polled or {})
         feeds = await self._store.spend_sources()
         found: list[Standing] = []
         for budget in budgets:
             current = self._current_states(states, budget, now)
-            charges = await self._charges(budget, now, polled or {})
+            charges = await self._charges(budget, now, spans)
             observed = observed_by_scope(budget, snapshots, points, polls)
             fed = fed_sources(budget, feeds)
             found.extend(
@@ -181,14 +183,14 @@ class BudgetKeeper:
         return found
 
     async def _charges(
-        self, budget: BudgetPolicy, now: datetime, polled: Mapping[str, datetime]
+        self, budget: BudgetPolicy, now: datetime, spans: Sequence[RunningSpan]
     ) -> list[Charge]:
-        """The window's spend: the ledger's local days with the open spans up to now (the
-        providers `polled` in this cycle seen now), and the fed records in it."""
+        """The window's spend: the ledger's local days with the open `spans` up to now,
+        and the fed records in it."""
         window = window_at(budget.budget.window, budget.budget.timezone, now)
         zone = budget.budget.timezone
         rows = await self._store.spend_between(
-            window.first_day, window.last_day, zone, until=now, polled=polled
+            window.first_day, window.last_day, zone, until=now, spans=spans
         )
         # Records up to and including now; one dated later counts when its time comes.
         until = min(window.end, now + timedelta(microseconds=1))

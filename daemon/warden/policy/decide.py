@@ -18,6 +18,7 @@ from typing import Any
 
 from warden.model import (
     EMPTY_MEMORY,
+    NOTHING,
     Decision,
     DecisionKind,
     Memory,
@@ -577,7 +578,7 @@ def _decision(
         reason=reason,
         due_at=due_at,
         extend_to=extend_to,
-        facts=dict(facts or {}),
+        facts=facts if facts else NOTHING,  # measure_facts builds a fresh dict each time
     )
 
 

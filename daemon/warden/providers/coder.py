@@ -16,6 +16,7 @@ unknown, with the reason in `facts["unbelieved"]`.
 from __future__ import annotations
 
 import functools
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
@@ -215,8 +216,8 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
     started = since_created(parse_time(build.get("created_at")), "latest_build.created_at")
     cost = build.get("daily_cost")
     facts: dict[str, Any] = {
-        "build_status": build.get("status"),
-        "transition": build.get("transition"),
+        "build_status": _shared(build.get("status")),
+        "transition": _shared(build.get("transition")),
         "build_number": build.get("build_number"),
         "dormant": raw.get("dormant_at") is not None,
         "outdated": raw.get("outdated"),
@@ -227,11 +228,11 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
         id=WorkspaceId(provider, _text(raw, "id")),
         kind="coder",
         name=_text(raw, "name"),
-        owner=_text(raw, "owner_name"),
+        owner=_shared(_text(raw, "owner_name")),
         state=state,
         observed_at=now,
-        template=raw.get("template_name"),
-        project=raw.get("organization_name"),
+        template=_shared(raw.get("template_name")),
+        project=_shared(raw.get("organization_name")),
         started_at=started if state is State.RUNNING else None,
         last_active_at=last_used,
         deadline=parse_time(build.get("deadline")),
@@ -240,6 +241,12 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
         transitioning=job.get("status") in _IN_FLIGHT_JOBS,
         facts=facts,
     )
+
+
+def _shared(value: Any) -> Any:
+    """A text many workspaces repeat (an owner, a template, a status) as one string
+    object for all of them: at 100k workspaces a poll, a copy each is tens of MB."""
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def _state_of(build: Mapping[str, Any]) -> State:

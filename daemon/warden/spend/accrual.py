@@ -107,6 +107,24 @@ def open_spans(point: Point, current: Point, zones: Sequence[str]) -> bool:
     )
 
 
+def span_cost(
+    point: Point,
+    seen: datetime | None,
+    zone: str,
+    first: date,
+    last: date,
+    *,
+    until: datetime | None = None,
+) -> Decimal:
+    """What an open span (from `point`, at its rate, to `seen` or `until`, the earlier)
+    cost on the local days `first` to `last` of `zone`."""
+    if point.per_hour is None or seen is None:
+        return Decimal(0)
+    end = Point(min(until, seen) if until is not None else seen, True, point.per_hour)
+    entries = accrue(point, end, max_gap=timedelta.max, zones=[zone])
+    return sum((e.amount for e in entries if first <= e.day <= last), Decimal(0))
+
+
 def _as_kept(rate: Decimal | None) -> Decimal | None:
     """A rate as the store keeps it (six decimals): a computed one compares equal."""
     return None if rate is None else rate.quantize(RATE_PLACES)

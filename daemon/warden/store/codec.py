@@ -19,6 +19,7 @@ from sqlalchemy import Row
 
 from warden.budget.state import Acted, WindowState
 from warden.model import (
+    NOTHING,
     Decision,
     DecisionKind,
     Event,
@@ -196,7 +197,7 @@ def warning_of(row: Row[Any]) -> Warning:
 
 def memory_of(
     row: Row[Any],
-    given: dict[str, Warning],
+    given: Mapping[str, Warning],
     used: dict[WorkspaceId, dict[str, int]],
     keys: dict[WorkspaceId, str],
 ) -> Memory:
@@ -204,9 +205,9 @@ def memory_of(
     return Memory(
         first_seen_at=row.first_seen_at,
         running_since=row.running_since,
-        warnings=given,
+        warnings=given or NOTHING,
         snoozed_until=row.snoozed_until,
-        extensions_used=used.get(ws, {}),
+        extensions_used=used.get(ws, NOTHING),
         stopped_by=row.stopped_by,
         stopped_at=row.stopped_at,
         last_action_key=keys.get(ws),

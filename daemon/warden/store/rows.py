@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from warden.model import DecisionKind, Event, Verb, WorkspaceId
+from warden.spend.accrual import Point
 
 
 class Outcome(StrEnum):
@@ -132,3 +133,14 @@ class CycleState:
     last_complete_at: datetime | None = None  # the last listing that read every page
     running: int | None = None  # how many ran in that listing: the blast radius's base
     unreachable_since: datetime | None = None  # an outage told, not yet over
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSpan:
+    """A workspace whose spend point says running: its open span runs from the point (at
+    its rate) to `seen`, its last sighting (None when it was never seen)."""
+
+    ws: WorkspaceId
+    owner: str
+    point: Point
+    seen: datetime | None

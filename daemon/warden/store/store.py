@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -46,8 +46,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.budget.state import WindowState
 from warden.errors import excerpt
-from warden.model import Decision, Event, Memory, State, Verb, Warning, Workspace, WorkspaceId
-from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow, accrue
+from warden.model import (
+    NOTHING,
+    Decision,
+    Event,
+    Memory,
+    State,
+    Verb,
+    Warning,
+    Workspace,
+    WorkspaceId,
+)
+from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow, span_cost
 from warden.spend.feeds import SourceState, SpendRecord
 from warden.spend.savings import Stop
 from warden.store import lease, migrate
@@ -79,6 +89,7 @@ from warden.store.rows import (
     CycleState,
     Outcome,
     PlannedAction,
+    RunningSpan,
     StoredDecision,
     StoredEvent,
     WorkspaceRow,
@@ -104,6 +115,8 @@ _OBSERVED = (
     "last_snapshot",
     "digest",
 )
+T = TypeVar("T")
+WRITE_BATCH = 1000  # rows built and sent at a time, so that memory holds one batch
 # What `Memory` needs of a workspace's row: never its snapshot, the bulk of the row.
 _REMEMBERED = (
     "provider",
@@ -277,7 +290,7 @@ class Store:
             await _advisory_lock(conn, OUTBOX_LOCK)
             # Delivered at commit to every replica listening: a dispatcher elsewhere wakes.
             await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
-        await conn.execute(db.events.insert(), [event_values(e) for e in batch])
+        await _in_batches(conn, db.events.insert(), batch, event_values)
         self._wrote_events.add(id(conn))
 
     _outbox = outbox
@@ -322,6 +335,9 @@ class Store:
                     changed.append(observed_values(ws, period, now, digest))
                 if is_new and before is not None:  # a first sighting has nothing to forget
                     renewed.append({"p": provider, "n": ws.id.native, "ran": period.running_since})
+                if len(changed) >= WRITE_BATCH:  # a first poll of 100k: rows built as sent
+                    await conn.execute(self._observation_upsert(listed=listing), changed)
+                    changed = []
             if changed:
                 await conn.execute(self._observation_upsert(listed=listing), changed)
             if renewed:
@@ -368,10 +384,10 @@ class Store:
             given = await _warnings_by_workspace(conn, provider, only)
             used = await _extensions_by_workspace(conn, provider, only)
             keys = await _last_action_keys(conn, provider, only)
-        memory = {
-            workspace_id_of(row): memory_of(row, given.pop(workspace_id_of(row), {}), used, keys)
-            for row in rows
-        }
+        memory = {}
+        for row in rows:
+            ws = workspace_id_of(row)
+            memory[ws] = memory_of(row, given.pop(ws, NOTHING), used, keys)
         for ws, by_policy in given.items():  # warned about but never observed
             memory[ws] = Memory(warnings=by_policy)
         for ws, by_metric in samples.items():
@@ -763,25 +779,37 @@ class Store:
         head, `decision_digest`) is not recorded again: a dry run's
         "would stop" is kept once, from when it was first made. `whole` names the
         provider whose whole cycle `decisions` are: a workspace and policy with no
-        decision in it loses its head, so that the same decision later is new again.
+        decision in it loses an action's or a skip's head, so that the same one later is
+        new again. A warning's or a clear's head stays: the cycles after a warning have
+        no decision until it falls due (and writing its loss would make every quiet
+        cycle write), and the same warning or clear cannot come back without another
+        decision between them.
         """
         digests = {_head_of(d): decision_digest(d) for d in decisions}
         async with self._write() as conn:
             heads = await _decision_heads(conn, decisions, whole)
-            new = [d for d in decisions if heads.pop(_head_of(d), None) != digests[_head_of(d)]]
+            new = [d for d in decisions if _popped(heads, d) != digests[_head_of(d)]]
             if new:
-                await conn.execute(db.decisions.insert(), [decision_values(d, now) for d in new])
-                await conn.execute(
-                    _head_upsert(self._dialect),
-                    [_head_values(d, digests[_head_of(d)], now) for d in new],
+                await _in_batches(
+                    conn, db.decisions.insert(), new, lambda d: decision_values(d, now)
                 )
-            if whole is not None and heads:
+                await _in_batches(
+                    conn,
+                    _head_upsert(self._dialect),
+                    new,
+                    lambda d: _head_values(d, digests[_head_of(d)], now),
+                )
+            lost = [head for head, (_, kind) in heads.items() if kind in _LOST_WHEN_ABSENT]
+            if whole is not None and lost:
                 await conn.execute(
                     delete(db.decision_heads).where(
                         _is_param(db.decision_heads),
                         db.decision_heads.c.policy == bindparam("pol"),
                     ),
-                    [{"p": ws.provider, "n": ws.native, "pol": policy} for ws, policy in heads],
+                    [
+                        {"p": provider, "n": native, "pol": policy}
+                        for provider, native, policy in lost
+                    ],
                 )
             await self._outbox(conn, events)
 
@@ -962,23 +990,29 @@ class Store:
         *,
         until: datetime | None = None,
         polled: Mapping[str, datetime] | None = None,
+        spans: Sequence[RunningSpan] | None = None,
     ) -> list[SpendRow]:
         """Every workspace's spend from local day `first` to `last` (inclusive) in `zone`,
         one row per workspace, dated `first`: the ledger's rows and the open spans, what
         a workspace running on at its rate has cost since its point up to its last
         sighting (see `open_spans`), or up to `until` when that is earlier. `polled`:
-        providers listed at these times, not yet marked (a cycle's poll, reviewing)."""
+        providers listed at these times, not yet marked (a cycle's poll, reviewing);
+        `spans`: `running_spans` already read (a review reads them once)."""
         rows = await self._ledger_between(first, last, zone)
-        spans = await self._open_spans(first, last, zone, until, polled or {})
         by_ws = {row.ws: row for row in rows}
-        for ws, (owner, amount) in spans.items():
-            row = by_ws.get(ws)
-            by_ws[ws] = (
+        if spans is None:
+            spans = await self.running_spans(polled)
+        for span in spans:
+            amount = span_cost(span.point, span.seen, zone, first, last, until=until)
+            if not amount:
+                continue
+            row = by_ws.get(span.ws)
+            by_ws[span.ws] = (
                 replace(row, amount=row.amount + amount)
                 if row is not None
                 else SpendRow(
-                    ws=ws,
-                    owner=owner,
+                    ws=span.ws,
+                    owner=span.owner,
                     day=first,
                     amount=amount,
                     estimated=Decimal(0),
@@ -987,30 +1021,11 @@ class Store:
             )
         return list(by_ws.values())
 
-    async def _open_spans(
-        self,
-        first: date,
-        last: date,
-        zone: str,
-        until: datetime | None,
-        polled: Mapping[str, datetime],
-    ) -> dict[WorkspaceId, tuple[str, Decimal]]:
-        """Each running point's open span, in local days `first` to `last` of `zone`."""
-        found = {}
-        for ws, owner, point, seen in await self._running(polled):
-            if point.per_hour is None or seen is None:
-                continue
-            end = Point(min(until, seen) if until else seen, True, point.per_hour)
-            entries = accrue(point, end, max_gap=timedelta.max, zones=[zone])
-            amount = sum((e.amount for e in entries if first <= e.day <= last), Decimal(0))
-            if amount:
-                found[ws] = (owner, amount)
-        return found
-
-    async def _running(
-        self, polled: Mapping[str, datetime]
-    ) -> list[tuple[WorkspaceId, str, Point, datetime | None]]:
-        """Every point that says running, with its workspace's owner and last sighting."""
+    async def running_spans(
+        self, polled: Mapping[str, datetime] | None = None
+    ) -> list[RunningSpan]:
+        """Every point that says running, with its workspace's owner and last sighting
+        (`polled`: as for `spend_between`)."""
         p, w, c = db.spend_points, db.workspaces, db.cycles
         query = (
             select(
@@ -1032,13 +1047,16 @@ class Store:
         )
         async with self._read() as conn:
             rows: Any = (await conn.execute(query)).all()
-        found = []
-        for provider, native, at, rate, owner, listed, seen, marker in rows:
-            latest = polled.get(provider) if listed else None
-            sighting = _latest(seen, marker, latest) if listed else seen
-            point = Point(at, True, None if rate is None else Decimal(rate))
-            found.append((WorkspaceId(provider, native), owner or "", point, sighting))
-        return found
+        polled = polled or {}
+        return [
+            RunningSpan(
+                ws=WorkspaceId(provider, native),
+                owner=owner or "",
+                point=Point(at, True, None if rate is None else Decimal(rate)),
+                seen=_sighting(seen, marker, polled.get(provider)) if listed else seen,
+            )
+            for provider, native, at, rate, owner, listed, seen, marker in rows
+        ]
 
     async def _ledger_between(self, first: date, last: date, zone: str) -> list[SpendRow]:
         t = db.spend_ledger
@@ -1125,14 +1143,21 @@ class Store:
             return {WorkspaceId(r.provider, r.native_id): Decimal(r.per_hour) for r in rows}
 
     async def running_points(
-        self, polled: Mapping[str, datetime] | None = None
+        self,
+        polled: Mapping[str, datetime] | None = None,
+        *,
+        spans: Sequence[RunningSpan] | None = None,
     ) -> dict[WorkspaceId, Point]:
         """The spend point of every workspace running at its last observation: its rate,
         and up to when its spend is known: its last sighting, to which its open span
-        runs (`polled`: as for `spend_between`)."""
+        runs (`polled`, `spans`: as for `spend_between`)."""
+        if spans is None:
+            spans = await self.running_spans(polled)
         return {
-            ws: replace(point, at=max(point.at, seen)) if seen is not None else point
-            for ws, _owner, point, seen in await self._running(polled or {})
+            span.ws: replace(span.point, at=max(span.point.at, span.seen))
+            if span.seen is not None
+            else span.point
+            for span in spans
         }
 
     async def last_polls(self) -> dict[str, datetime | None]:
@@ -1416,8 +1441,16 @@ async def _known(
     }
 
 
-def _latest(*moments: datetime | None) -> datetime | None:
-    return max((m for m in moments if m is not None), default=None)
+def _sighting(
+    written: datetime | None, listing: datetime | None, polled: datetime | None
+) -> datetime | None:
+    """When a listed workspace was last seen: this cycle's poll (`polled`), else its
+    provider's last listing, unless its row was written later (a due cycle's re-read)."""
+    if polled is not None:
+        return polled
+    if listing is None or (written is not None and written > listing):
+        return written
+    return listing
 
 
 def _seen_at() -> Any:
@@ -1437,35 +1470,51 @@ def _workspace_rows() -> Any:
     return select(*columns, _seen_at()).select_from(w.outerjoin(c, c.c.provider == w.c.provider))
 
 
+_LOST_WHEN_ABSENT = frozenset({"act", "skip"})  # see `Store.record_decisions`
+
+
+Head = tuple[str, str, str]  # provider, native id, policy: plain strings, cheap to hash
+
+
+def _popped(heads: dict[Head, tuple[str, str]], d: Decision) -> str | None:
+    """The digest of `d`'s head, taken out of `heads` (what is left had no decision)."""
+    head = heads.pop(_head_of(d), None)
+    return None if head is None else head[0]
+
+
 async def _decision_heads(
     conn: AsyncConnection, decisions: Sequence[Decision], whole: str | None
-) -> dict[tuple[WorkspaceId, str], str]:
-    """The heads to compare `decisions` with: all of the `whole` provider's, else theirs."""
+) -> dict[Head, tuple[str, str]]:
+    """The heads (digest, kind) to compare `decisions` with: all of the `whole`
+    provider's, else theirs."""
     h = db.decision_heads
-    query = select(h.c.provider, h.c.native_id, h.c.policy, h.c.digest)
+    query = select(h.c.provider, h.c.native_id, h.c.policy, h.c.digest, h.c.kind)
     if whole is not None:
-        rows = (await conn.execute(query.where(h.c.provider == whole))).all()
+        rows: Any = (await conn.execute(query.where(h.c.provider == whole))).all()
     else:
         rows = []
         by_provider: dict[str, list[str]] = defaultdict(list)
         for d in decisions:
             by_provider[d.workspace.provider].append(d.workspace.native)
         for provider, natives in by_provider.items():
-            for chunk in _chunks(natives):
+            for chunk in batched(natives):
                 found = await conn.execute(query.where(_of(h, provider, chunk)))
                 rows.extend(found.all())
-    return {(WorkspaceId(r.provider, r.native_id), r.policy): r.digest for r in rows}
+    return {
+        (provider, native, policy): (digest, kind)
+        for provider, native, policy, digest, kind in rows
+    }
 
 
-def _head_of(decision: Decision) -> tuple[WorkspaceId, str]:
-    return decision.workspace, decision.policy
+def _head_of(decision: Decision) -> Head:
+    return decision.workspace.provider, decision.workspace.native, decision.policy
 
 
 def _head_upsert(dialect: str) -> PostgresInsert | SqliteInsert:
     insert = upsert(db.decision_heads, dialect)
     return insert.on_conflict_do_update(
         index_elements=[db.decision_heads.c[k] for k in ("provider", "native_id", "policy")],
-        set_={"digest": insert.excluded.digest, "time": insert.excluded.time},
+        set_={k: insert.excluded[k] for k in ("digest", "kind", "time")},
     )
 
 
@@ -1476,15 +1525,25 @@ def _head_values(decision: Decision, digest: str, now: datetime) -> dict[str, An
         "native_id": ws.native,
         "policy": decision.policy,
         "digest": digest,
+        "kind": str(decision.kind),
         "time": now,
     }
+
+
+async def _in_batches(
+    conn: AsyncConnection, statement: Any, items: Sequence[T], to_row: Callable[[T], Any]
+) -> None:
+    """`statement` executed for every item's row, WRITE_BATCH rows built at a time: a
+    first cycle of 100k workspaces holds one batch of rows in memory, not all of them."""
+    for batch in batched(items, WRITE_BATCH):
+        await conn.execute(statement, [to_row(item) for item in batch])
 
 
 async def _recorded_keys(conn: AsyncConnection, keys: Sequence[str]) -> set[str]:
     """Which of `keys` the actions journal holds already."""
     column = db.actions.c.idempotency_key
     found: set[str] = set()
-    for chunk in _chunks(keys):
+    for chunk in batched(keys):
         found.update((await conn.execute(select(column).where(column.in_(chunk)))).scalars())
     return found
 
@@ -1495,7 +1554,7 @@ async def _unlist(conn: AsyncConnection, provider: str, natives: Sequence[str]) 
         return
     w, marker = db.workspaces, _listing_marker(provider)
     seen = case((marker > w.c.last_seen_at, marker), else_=w.c.last_seen_at)
-    for chunk in _chunks(natives):
+    for chunk in batched(natives):
         await conn.execute(
             update(w)
             .where(w.c.provider == provider, w.c.native_id.in_(chunk))
@@ -1509,7 +1568,8 @@ def _listing_marker(provider: str) -> Any:
     return select(c.c.last_success_at).where(c.c.provider == provider).scalar_subquery()
 
 
-def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+def batched(items: Sequence[T], size: int = 500) -> list[Sequence[T]]:
+    """`items` in consecutive slices of at most `size` (itertools.batched is 3.12's)."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 

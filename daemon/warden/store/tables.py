@@ -183,6 +183,7 @@ decision_heads = Table(
     *_workspace_key(),
     Column("policy", String, primary_key=True),
     Column("digest", String, nullable=False),
+    Column("kind", String(16), nullable=False),
     Column("time", UTCDateTime, nullable=False),
 )
 

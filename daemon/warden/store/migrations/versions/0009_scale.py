@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("native_id", sa.String(), nullable=False),
         sa.Column("policy", sa.String(), nullable=False),
         sa.Column("digest", sa.String(), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("time", TIME, nullable=False),
         sa.PrimaryKeyConstraint("provider", "native_id", "policy", name=op.f("pk_decision_heads")),
     )
