@@ -10,8 +10,9 @@ process so that peak RSS (`ru_maxrss`) belongs to that measurement alone:
             cycle (observe all pages, record, accrue spend in UTC and Berlin days,
             review a per-owner budget, decide, warn every idle workspace) and the
             steady cycle right after it, over the same fleet with nothing changed on
-            the platform (time moves on, as between polls: spend accrues, and at 100k
-            the minute a cycle takes brings a few workspaces past a threshold).
+            the platform, one second later on the daemon's own clock (a ManualClock:
+            however long the first cycle took, no workspace crosses a threshold in
+            between, so what the steady cycle writes is what a quiet poll writes).
 
 Both cycles run as the scheduler's poll job does (`Daemon.run_provider_cycle`), after
 the balance round that claims the provider's shard at start-up. The lease lasts an
@@ -228,6 +229,7 @@ class Writes:
 
 async def warden_cycles(url: str, database_url: str | None) -> dict[str, Any]:
     """The first and the steady cycle of one provider, on a fresh database."""
+    from warden.clock import ManualClock
     from warden.daemon import Daemon, load_policy_set
     from warden.settings import Settings
 
@@ -242,7 +244,12 @@ async def warden_cycles(url: str, database_url: str | None) -> dict[str, Any]:
         )
         env = {"BENCH_TOKEN": TOKEN}
         policies = load_policy_set(settings, env)
-        async with Daemon(settings, policies=policies, env=env) as daemon:
+        # The daemon's own clock, moved by hand: the steady cycle comes a second after the
+        # first on it, however long the first took, so that nothing changes in between
+        # unless the platform changed (at 100k the first takes ~40 s of wall time, in
+        # which a few dozen of the simulator's workspaces would cross the idle line).
+        clock = ManualClock(datetime.now(UTC))
+        async with Daemon(settings, policies=policies, env=env, clock=clock) as daemon:
             assert daemon.store is not None
             writes = Writes()
             writes.attach(daemon.store.engine.sync_engine)
@@ -267,6 +274,7 @@ async def warden_cycles(url: str, database_url: str | None) -> dict[str, Any]:
                     }
                 )
                 del result  # the daemon keeps no result: neither does the measurement
+                clock.advance(seconds=1)
     return {"first": cycles[0], "steady": cycles[1]}
 
 
@@ -618,8 +626,8 @@ def run(args: argparse.Namespace) -> None:
         "CycleResult.seconds (other = wall - their sum); each figure the median of the runs;\n"
         "RSS = ru_maxrss of the measuring process (for warden, the one that ran both\n"
         "cycles), the worst run's; first: a fresh database, every idle workspace warned\n"
-        "(dry run); steady: the next cycle, nothing changed on the platform (time moves on:\n"
-        "spend accrues, a few workspaces cross a threshold); rows written: rows changed"
+        "(dry run); steady: the next cycle, a second later on the daemon's clock, nothing\n"
+        "changed on the platform; rows written: rows changed"
     )
     print("\nwritten by the steady cycle (tables, most rows first):")
     for r in results:

@@ -785,10 +785,14 @@ class Store:
         cycle write), and the same warning or clear cannot come back without another
         decision between them.
         """
-        digests = {_head_of(d): decision_digest(d) for d in decisions}
         async with self._write() as conn:
             heads = await _decision_heads(conn, decisions, whole)
-            new = [d for d in decisions if _popped(heads, d) != digests[_head_of(d)]]
+            digests = {}  # of the new decisions only: at 100k, most are the same again
+            for d in decisions:
+                digest = decision_digest(d)
+                if _popped(heads, d) != digest:
+                    digests[_head_of(d)] = digest
+            new = [d for d in decisions if _head_of(d) in digests]
             if new:
                 await _in_batches(
                     conn, db.decisions.insert(), new, lambda d: decision_values(d, now)
