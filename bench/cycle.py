@@ -96,20 +96,16 @@ budgets:  # so that every cycle also keeps Berlin days and reviews a budget per 
 
 def serve(count: int) -> None:
     """Child process: serve a simulated fleet of `count` workspaces; print the port."""
-    from aiohttp import web
-
     from warden.sim.coder import CoderSim
+    from warden.sim.serving import serve
 
     async def main() -> None:
         sim = CoderSim(token=TOKEN)
         sim.populate(count, datetime.now(UTC), seed=42)
         unhold(sim)
-        runner = web.AppRunner(sim.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        print(runner.addresses[0][1], flush=True)
-        await asyncio.Event().wait()
+        async with serve(sim.app()) as url:
+            print(url.rsplit(":", 1)[1], flush=True)  # the port, for the parent
+            await asyncio.Event().wait()
 
     asyncio.run(main())
 

@@ -39,9 +39,8 @@ policies:
 
 def serve(count: int) -> None:
     """Child process: `count` running workspaces, IDLE of them idle for 3 h; the port."""
-    from aiohttp import web
-
     from warden.sim.coder import CoderSim
+    from warden.sim.serving import serve
 
     async def main() -> None:
         now = datetime.now(UTC)
@@ -49,12 +48,9 @@ def serve(count: int) -> None:
         for i in range(count):
             used = now - timedelta(hours=3) if i < IDLE else now
             sim.add_workspace(name=f"ws-{i:06d}", owner=f"u{i % 997}", last_used_at=used)
-        runner = web.AppRunner(sim.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        print(runner.addresses[0][1], flush=True)
-        await asyncio.Event().wait()
+        async with serve(sim.app()) as url:
+            print(url.rsplit(":", 1)[1], flush=True)  # the port, for the parent
+            await asyncio.Event().wait()
 
     asyncio.run(main())
 

@@ -166,17 +166,3 @@ async def fleet(cwd: Path) -> AsyncIterator[Fleet]:
                     process.signal(signal.SIGKILL)
                 await process.process.wait()
             tg.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """Serve `app` on an ephemeral port of 127.0.0.1; yield its base URL (no trailing /)."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()

@@ -13,9 +13,10 @@ import aiohttp
 import anyio
 from aiohttp import web
 
-from tests.processes import fleet, serving
+from tests.processes import fleet
 from warden.clock import utc_now
 from warden.sim.coder import CoderSim
+from warden.sim.serving import serve
 
 TOKEN = "lying-platform-token-0123456789"
 HALF_A_GIGABYTE = 500 * 2**20
@@ -65,7 +66,7 @@ async def test_a_billion_workspaces_and_half_a_gigabyte_leave_warden_small(tmp_p
     for i in range(5):
         sim.add_workspace(name=f"ws-{i}", owner="alice", last_used_at=now - timedelta(hours=3))
     sim.claimed_count = 1_000_000_000
-    async with serving(sim.app()) as liar, serving(giant_app()) as giant, fleet(tmp_path) as procs:
+    async with serve(sim.app()) as liar, serve(giant_app()) as giant, fleet(tmp_path) as procs:
         policy_file = tmp_path / "policies.yaml"
         policy_file.write_text(POLICIES % {"liar": liar, "giant": giant})
         env = {

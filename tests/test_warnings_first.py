@@ -16,10 +16,11 @@ from pathlib import Path
 import anyio
 
 from tests.events_rig import SECRET
-from tests.processes import Stamp, Timeline, fleet, serving
+from tests.processes import Stamp, Timeline, fleet
 from tests.receivers import Answer, WebhookReceiver
 from warden.clock import utc_now
 from warden.sim.coder import CoderSim
+from warden.sim.serving import serve
 
 TOKEN = "warnings-first-token-0123456789"
 POLICIES = """
@@ -52,7 +53,7 @@ async def test_the_stop_waits_until_its_warning_was_delivered(tmp_path: Path) ->
     sim_app, hook_app = sim.app(), receiver.app()
     sim_app.middlewares.append(timeline.middleware("coder"))
     hook_app.middlewares.append(timeline.middleware("owners"))
-    async with serving(sim_app) as sim_url, serving(hook_app) as hook_url, fleet(tmp_path) as procs:
+    async with serve(sim_app) as sim_url, serve(hook_app) as hook_url, fleet(tmp_path) as procs:
         policy_file = tmp_path / "policies.yaml"
         policy_file.write_text(POLICIES % {"sim": sim_url, "hook": hook_url, "secret": SECRET})
         env = {

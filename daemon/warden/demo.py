@@ -25,7 +25,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import anyio
-from aiohttp import web
 
 from warden.clock import monotonic, utc_now
 from warden.cycle import CycleResult
@@ -48,6 +47,7 @@ from warden.settings import Settings
 from warden.sim.agentrun import AgentRunSim
 from warden.sim.coder import CoderSim
 from warden.sim.mage import MageCloudSim, MageSim
+from warden.sim.serving import serve
 from warden.sim.strongly import StronglySim
 from warden.spend.pricing import Rate, hourly_rate
 from warden.spend.report import spend_table, totals
@@ -58,20 +58,6 @@ QUIET_AFTER = 15.0  # seconds without a line before the demo says what it is wai
 IDLE_LIMIT = timedelta(minutes=30)  # idle-dev's `idle_for` and `warn_before` in the
 WARN_LEAD = timedelta(seconds=20)  # demo policies: the scripted workspaces are set by them
 STORE_FILE = "warden.sqlite"
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve an aiohttp app on an ephemeral port of 127.0.0.1; yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 # ---------------------------------------------------------------- the platforms

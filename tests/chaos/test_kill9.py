@@ -30,11 +30,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from tests.events_rig import SECRET
-from tests.processes import Process, fleet, serving
+from tests.processes import Process, fleet
 from tests.receivers import WebhookReceiver
 from warden.clock import utc_now
 from warden.model import WorkspaceId
 from warden.sim.coder import CoderSim
+from warden.sim.serving import serve
 from warden.store import Store
 
 pytestmark = pytest.mark.chaos
@@ -74,7 +75,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_repeats_nothing(tmp_pa
     hook_app.middlewares.append(_slowly)  # a receiver that takes its time: kills land mid-delivery
     state = tmp_path / "state"
     where = Counter[str]()
-    async with serving(sim.app()) as sim_url, serving(hook_app) as hook_url:
+    async with serve(sim.app()) as sim_url, serve(hook_app) as hook_url:
         policy_file = tmp_path / "policies.yaml"
         policy_file.write_text(POLICIES % {"sim": sim_url, "hook": hook_url, "secret": SECRET})
         env = {

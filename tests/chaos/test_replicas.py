@@ -30,9 +30,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import POSTGRES_URL
-from tests.processes import Process, fleet, serving
+from tests.processes import Process, fleet
 from warden.clock import utc_now
 from warden.sim.coder import CoderSim
+from warden.sim.serving import serve
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
@@ -110,7 +111,7 @@ async def test_a_paused_leader_acts_no_more_and_a_dead_one_is_replaced(tmp_path:
         for i in range(WORKSPACES)
     ]
     async with (
-        serving(sim.app()) as sim_url,
+        serve(sim.app()) as sim_url,
         fresh_database() as database,
         fleet(tmp_path) as procs,
     ):

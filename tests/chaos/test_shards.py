@@ -20,10 +20,11 @@ import pytest
 
 from tests.chaos.test_replicas import fresh_database, until
 from tests.events_rig import SECRET
-from tests.processes import fleet, serving
+from tests.processes import fleet
 from tests.receivers import WebhookReceiver
 from warden.clock import utc_now
 from warden.sim.coder import CoderSim
+from warden.sim.serving import serve
 from warden.store import Store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
@@ -80,10 +81,10 @@ async def test_replicas_share_the_shards_and_take_over_a_dead_ones(tmp_path: Pat
         ]
     receiver = WebhookReceiver(SECRET)
     async with (
-        serving(sims["east"].app()) as east,
-        serving(sims["west"].app()) as west,
-        serving(sims["north"].app()) as north,
-        serving(receiver.app()) as hook,
+        serve(sims["east"].app()) as east,
+        serve(sims["west"].app()) as west,
+        serve(sims["north"].app()) as north,
+        serve(receiver.app()) as hook,
         fresh_database() as database,
         fleet(tmp_path) as procs,
     ):
