@@ -192,7 +192,7 @@ class Pipeline:
         if observation is None:
             return CycleResult(name, None, error=self.status[name].last_error)
         phases.mark("list")
-        memory = await self.remember(name, store, observation, now, writes=writes)
+        memory = await self.remember(name, store, observation, state, now, writes=writes)
         recovered = await self.recover(provider, store, memory, state, now) if writes else []
         phases.mark("remember")
         review = await self.budgets.review(
@@ -369,12 +369,27 @@ class Pipeline:
     # ------------------------------------------------------------ remember
 
     async def remember(
-        self, name: str, store: Store, observation: Observation, now: datetime, *, writes: bool
+        self,
+        name: str,
+        store: Store,
+        observation: Observation,
+        state: CycleState,
+        now: datetime,
+        *,
+        writes: bool,
     ) -> dict[WorkspaceId, Memory]:
         """Write what was seen (and what it cost), then read the memory, once."""
         if writes:
             listed = await store.record_observation(name, observation.workspaces, now, listing=True)
-            await self._account(name, store, observation, listed, now)
+            # Those the listing before showed were seen then: `since` is that listing.
+            last_listing = state.last_success_at
+            await self._account(
+                name,
+                store,
+                observation,
+                now,
+                seen_at=lambda ws: last_listing if ws.native in listed else None,
+            )
         window = sample_window(self.rules)
         return await store.load_memory(name, samples_since=now - window if window else None)
 
@@ -383,15 +398,15 @@ class Pipeline:
         name: str,
         store: Store,
         observation: Observation,
-        listed: frozenset[str],
         now: datetime,
+        *,
+        seen_at: Callable[[WorkspaceId], datetime | None] = lambda _ws: None,
     ) -> None:
         """Add what each observed workspace cost since its last observation to the ledger
-        (`listed`: those the listing before showed, when it was made)."""
+        (`seen_at`: when the listing before showed it; see `accruals_for`)."""
         pricing = self.policies.pricing.get(name)
         if pricing is None:
             return  # not priced: nothing to account (see accruals_for)
-        last_listing = await store.last_cycle(name)
         accruals, events = accruals_for(
             observation,
             await store.spend_points(name),
@@ -399,7 +414,7 @@ class Pipeline:
             now=now,
             max_gap=SPEND_GAP_LIMIT,
             zones=ledger_zones(self.policies.budgets),
-            seen_at=lambda ws: last_listing if ws.native in listed else None,
+            seen_at=seen_at,
         )
         await store.account_spend(name, accruals, events)
 
@@ -733,8 +748,7 @@ class Pipeline:
         ]
         if stopped:
             # Not watched as running on: each stop closes its open span now.
-            stopped_now = Observation(name, now, stopped)
-            await self._account(name, store, stopped_now, frozenset(), now)
+            await self._account(name, store, Observation(name, now, stopped), now)
 
     def _count_actions(self, outcome: CycleOutcome, now: datetime) -> None:
         """Each action's outcome, and how late a warned one ran after its deadline."""

@@ -83,8 +83,12 @@ def snapshot_digest(ws: Workspace) -> str:
     From the values' reprs, not their JSON: an unchanged workspace costs no dict building.
     Stable across processes (unlike hash()), so a restart does not rewrite the fleet.
     """
-    facts = repr(tuple(getattr(ws, name) for name in _DIGESTED))
-    return hashlib.blake2b(facts.encode(), digest_size=8).hexdigest()
+    return _fingerprint(tuple(getattr(ws, name) for name in _DIGESTED))
+
+
+def _fingerprint(value: Any) -> str:
+    """A short, stable hash of `value`'s repr: the digests' one way of hashing."""
+    return hashlib.blake2b(repr(value).encode(), digest_size=8).hexdigest()
 
 
 def snapshot_from_json(ws: WorkspaceId, data: Mapping[str, Any]) -> Workspace | None:
@@ -147,8 +151,7 @@ def decision_digest(decision: Decision) -> str:
     due at the same time is the same decision."""
     d = decision
     why = d.reason if d.kind in (DecisionKind.SKIP, DecisionKind.CLEAR) else None
-    said = repr((str(d.kind), d.verb and str(d.verb), d.due_at, d.dry_run, why))
-    return hashlib.blake2b(said.encode(), digest_size=8).hexdigest()
+    return _fingerprint((str(d.kind), d.verb and str(d.verb), d.due_at, d.dry_run, why))
 
 
 def event_values(event: Event) -> dict[str, Any]:

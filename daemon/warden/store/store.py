@@ -324,7 +324,8 @@ class Store:
             few = None if listing or len(workspaces) > 500 else [ws.id.native for ws in workspaces]
             known = await _known(conn, provider, few)
             listed_before = frozenset(native for native, k in known.items() if k.listed)
-            changed, renewed = [], []
+            changed: list[tuple[Workspace, Period, str]] = []  # rows built as they are sent
+            renewed = []
             for ws in workspaces:
                 if ws.id.provider != provider:
                     raise ValueError(f"{ws.id} is not a workspace of {provider!r}")
@@ -332,14 +333,15 @@ class Store:
                 period, is_new = next_period(before.period if before else None, ws, now)
                 digest = snapshot_digest(ws)
                 if before is None or before.differs(period, digest, listed=listing):
-                    changed.append(observed_values(ws, period, now, digest))
+                    changed.append((ws, period, digest))
                 if is_new and before is not None:  # a first sighting has nothing to forget
                     renewed.append({"p": provider, "n": ws.id.native, "ran": period.running_since})
-                if len(changed) >= WRITE_BATCH:  # a first poll of 100k: rows built as sent
-                    await conn.execute(self._observation_upsert(listed=listing), changed)
-                    changed = []
-            if changed:
-                await conn.execute(self._observation_upsert(listed=listing), changed)
+            await _in_batches(
+                conn,
+                self._observation_upsert(listed=listing),
+                changed,
+                lambda c: observed_values(c[0], c[1], now, c[2]),
+            )
             if renewed:
                 await _forget_period(conn, renewed)
                 await _ran_again(conn, renewed)
@@ -993,19 +995,17 @@ class Store:
         zone: str,
         *,
         until: datetime | None = None,
-        polled: Mapping[str, datetime] | None = None,
         spans: Sequence[RunningSpan] | None = None,
     ) -> list[SpendRow]:
         """Every workspace's spend from local day `first` to `last` (inclusive) in `zone`,
         one row per workspace, dated `first`: the ledger's rows and the open spans, what
         a workspace running on at its rate has cost since its point up to its last
-        sighting (see `open_spans`), or up to `until` when that is earlier. `polled`:
-        providers listed at these times, not yet marked (a cycle's poll, reviewing);
-        `spans`: `running_spans` already read (a review reads them once)."""
+        sighting (see `open_spans`), or up to `until` when that is earlier. `spans`:
+        `running_spans` already read (a review reads them once for all its budgets)."""
         rows = await self._ledger_between(first, last, zone)
         by_ws = {row.ws: row for row in rows}
         if spans is None:
-            spans = await self.running_spans(polled)
+            spans = await self.running_spans()
         for span in spans:
             amount = span_cost(span.point, span.seen, zone, first, last, until=until)
             if not amount:
@@ -1029,7 +1029,8 @@ class Store:
         self, polled: Mapping[str, datetime] | None = None
     ) -> list[RunningSpan]:
         """Every point that says running, with its workspace's owner and last sighting
-        (`polled`: as for `spend_between`)."""
+        (`_seen_at`; `polled`: providers listed at these times and not yet marked, a
+        cycle's own poll while it reviews budgets)."""
         p, w, c = db.spend_points, db.workspaces, db.cycles
         query = (
             select(
@@ -1039,8 +1040,7 @@ class Store:
                 p.c.per_hour,
                 w.c.owner,
                 w.c.listed,
-                w.c.last_seen_at,
-                c.c.last_success_at,
+                _seen_at(),
             )
             .select_from(
                 p.outerjoin(
@@ -1057,9 +1057,9 @@ class Store:
                 ws=WorkspaceId(provider, native),
                 owner=owner or "",
                 point=Point(at, True, None if rate is None else Decimal(rate)),
-                seen=_sighting(seen, marker, polled.get(provider)) if listed else seen,
+                seen=polled.get(provider, seen) if listed else seen,
             )
-            for provider, native, at, rate, owner, listed, seen, marker in rows
+            for provider, native, at, rate, owner, listed, seen in rows
         ]
 
     async def _ledger_between(self, first: date, last: date, zone: str) -> list[SpendRow]:
@@ -1147,16 +1147,13 @@ class Store:
             return {WorkspaceId(r.provider, r.native_id): Decimal(r.per_hour) for r in rows}
 
     async def running_points(
-        self,
-        polled: Mapping[str, datetime] | None = None,
-        *,
-        spans: Sequence[RunningSpan] | None = None,
+        self, *, spans: Sequence[RunningSpan] | None = None
     ) -> dict[WorkspaceId, Point]:
         """The spend point of every workspace running at its last observation: its rate,
         and up to when its spend is known: its last sighting, to which its open span
-        runs (`polled`, `spans`: as for `spend_between`)."""
+        runs (`spans`: as for `spend_between`)."""
         if spans is None:
-            spans = await self.running_spans(polled)
+            spans = await self.running_spans()
         return {
             span.ws: replace(span.point, at=max(span.point.at, span.seen))
             if span.seen is not None
@@ -1445,25 +1442,13 @@ async def _known(
     }
 
 
-def _sighting(
-    written: datetime | None, listing: datetime | None, polled: datetime | None
-) -> datetime | None:
-    """When a listed workspace was last seen: this cycle's poll (`polled`), else its
-    provider's last listing, unless its row was written later (a due cycle's re-read)."""
-    if polled is not None:
-        return polled
-    if listing is None or (written is not None and written > listing):
-        return written
-    return listing
-
-
 def _seen_at() -> Any:
     """When a workspace was last seen: at its provider's last listing while listed (an
     unchanged workspace is not written each poll), else when its row was last written.
     Needs `cycles` joined on the provider."""
     w, c = db.workspaces, db.cycles
-    listed_later = and_(w.c.listed.is_(True), c.c.last_success_at > w.c.last_seen_at)
-    return case((listed_later, c.c.last_success_at), else_=w.c.last_seen_at).label("last_seen_at")
+    listed = _greater(c.c.last_success_at, w.c.last_seen_at)
+    return case((w.c.listed.is_(True), listed), else_=w.c.last_seen_at).label("last_seen_at")
 
 
 def _workspace_rows() -> Any:
@@ -1557,12 +1542,11 @@ async def _unlist(conn: AsyncConnection, provider: str, natives: Sequence[str]) 
     if not natives:
         return
     w, marker = db.workspaces, _listing_marker(provider)
-    seen = case((marker > w.c.last_seen_at, marker), else_=w.c.last_seen_at)
     for chunk in batched(natives):
         await conn.execute(
             update(w)
             .where(w.c.provider == provider, w.c.native_id.in_(chunk))
-            .values(listed=False, last_seen_at=func.coalesce(seen, w.c.last_seen_at))
+            .values(listed=False, last_seen_at=_greater(marker, w.c.last_seen_at))
         )
 
 
