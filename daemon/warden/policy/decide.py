@@ -10,7 +10,7 @@ it at opening); warnings, clears, notifications and lifecycle writes all pass th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -207,7 +207,12 @@ def decide_trigger(
         return _skip(policy, ws, "facts are stale", True)
     if warning is None and measure.value < measure.limit - (policy.warn_before or timedelta(0)):
         return None  # far from the limit, nothing to clear: most of a fleet, with no facts built
-    facts = measure_facts(measure, ws, mem, policy)
+
+    # Built only for a decision that carries them: a warned workspace waiting for its
+    # due time (most of a quiet fleet's cycle) needs none.
+    def facts() -> dict[str, Any]:
+        return measure_facts(measure, ws, mem, policy)
+
     if policy.do is Verb.NOTIFY:
         return _notify_once(policy, ws, mem, measure, facts)
     extension = _extension(policy, ws, mem, measure, now=now, facts=facts)
@@ -295,7 +300,7 @@ def _extension(
     measure: Measure,
     *,
     now: datetime,
-    facts: dict[str, Any],
+    facts: Callable[[], dict[str, Any]],
 ) -> Decision | None:
     """Push the platform's deadline instead of stopping, while extensions remain."""
     if policy.extend is None or measure.value < measure.limit:
@@ -314,7 +319,7 @@ def _extension(
         verb=Verb.EXTEND,
         reason=f"{measure.trigger} reached {format_duration(measure.limit)}: extending",
         extend_to=until,
-        facts=facts | {"extend_to": until.isoformat()},
+        facts=facts() | {"extend_to": until.isoformat()},
     )
 
 
@@ -325,50 +330,59 @@ def _warn_then_stop(
     measure: Measure,
     *,
     now: datetime,
-    facts: dict[str, Any],
+    facts: Callable[[], dict[str, Any]],
 ) -> Decision | None:
     warning = mem.warnings.get(policy.name)
     lead = policy.warn_before or timedelta(0)
     if measure.value < measure.limit - lead:
         if warning is None:
             return None
-        return _decision(DecisionKind.CLEAR, policy, ws, reason="activity resumed", facts=facts)
-    reason = measure.reached()
+        return _decision(DecisionKind.CLEAR, policy, ws, reason="activity resumed", facts=facts())
     held = kept_alive_until(policy, mem, now)
     if held is not None and now < held - lead:
         # In use, its owner says: no warning until the keep-alive's end draws near.
         if warning is None:
             return None
         why = f"kept alive until {held.isoformat()}"
-        return _decision(DecisionKind.CLEAR, policy, ws, reason=why, facts=facts)
+        return _decision(DecisionKind.CLEAR, policy, ws, reason=why, facts=facts())
     if policy.warn_before is not None and warning is None:
         due = max(measure.due_at(now), now + policy.warn_before, held or now)
         return _decision(
-            DecisionKind.WARN, policy, ws, verb=policy.do, reason=reason, due_at=due, facts=facts
+            DecisionKind.WARN,
+            policy,
+            ws,
+            verb=policy.do,
+            reason=measure.reached(),
+            due_at=due,
+            facts=facts(),
         )
     due = max(warning.due_at if warning else now, mem.snoozed_until or now, held or now)
     if now < due or measure.value < measure.limit:
         if mem.snoozed_until is not None and mem.snoozed_until > now:
             return _skip(policy, ws, f"snoozed until {mem.snoozed_until.isoformat()}", True)
-        return None
-    return _stop_unless_busy(policy, ws, reason=reason, facts=facts)
+        return None  # warned, waiting for its due time: no facts, no reason built
+    return _stop_unless_busy(policy, ws, reason=measure.reached(), facts=facts())
 
 
 def _notify_once(
-    policy: Policy, ws: Workspace, mem: Memory, measure: Measure, facts: dict[str, Any]
+    policy: Policy,
+    ws: Workspace,
+    mem: Memory,
+    measure: Measure,
+    facts: Callable[[], dict[str, Any]],
 ) -> Decision | None:
     """`do: notify` tells once per episode; the warning record remembers that it did."""
     told = policy.name in mem.warnings
     if measure.value < measure.limit:
         return (
-            _decision(DecisionKind.CLEAR, policy, ws, reason="back under", facts=facts)
+            _decision(DecisionKind.CLEAR, policy, ws, reason="back under", facts=facts())
             if told
             else None
         )
     if told:
         return None
     reason = measure.reached()
-    return _decision(DecisionKind.ACT, policy, ws, verb=Verb.NOTIFY, reason=reason, facts=facts)
+    return _decision(DecisionKind.ACT, policy, ws, verb=Verb.NOTIFY, reason=reason, facts=facts())
 
 
 def measure_facts(measure: Measure, ws: Workspace, mem: Memory, policy: Policy) -> dict[str, Any]:
