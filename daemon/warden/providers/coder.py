@@ -16,7 +16,6 @@ unknown, with the reason in `facts["unbelieved"]`.
 from __future__ import annotations
 
 import functools
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
@@ -26,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from warden.errors import BadAnswer
-from warden.model import State, Workspace, WorkspaceId
+from warden.model import State, Workspace, WorkspaceId, shared
 from warden.policy.models import CoderProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
 from warden.providers.client import Clocks, HeaderAuth, PlatformClient
@@ -216,8 +215,8 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
     started = since_created(parse_time(build.get("created_at")), "latest_build.created_at")
     cost = build.get("daily_cost")
     facts: dict[str, Any] = {
-        "build_status": _shared(build.get("status")),
-        "transition": _shared(build.get("transition")),
+        "build_status": shared(build.get("status")),
+        "transition": shared(build.get("transition")),
         "build_number": build.get("build_number"),
         "dormant": raw.get("dormant_at") is not None,
         "outdated": raw.get("outdated"),
@@ -225,28 +224,29 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
     if unbelieved:
         facts["unbelieved"] = unbelieved
     return Workspace(
-        id=WorkspaceId(provider, _text(raw, "id")),
+        id=WorkspaceId(provider, shared(_text(raw, "id"))),
         kind="coder",
         name=_text(raw, "name"),
-        owner=_shared(_text(raw, "owner_name")),
+        owner=shared(_text(raw, "owner_name")),
         state=state,
         observed_at=now,
-        template=_shared(raw.get("template_name")),
-        project=_shared(raw.get("organization_name")),
+        template=shared(raw.get("template_name")),
+        project=shared(raw.get("organization_name")),
         started_at=started if state is State.RUNNING else None,
         last_active_at=last_used,
         deadline=parse_time(build.get("deadline")),
         max_deadline=parse_time(build.get("max_deadline")),
-        cost_units_per_day=Decimal(cost) if isinstance(cost, int) else None,
+        cost_units_per_day=_credits(cost) if isinstance(cost, int) else None,
         transitioning=job.get("status") in _IN_FLIGHT_JOBS,
         facts=facts,
     )
 
 
-def _shared(value: Any) -> Any:
-    """A text many workspaces repeat (an owner, a template, a status) as one string
-    object for all of them: at 100k workspaces a poll, a copy each is tens of MB."""
-    return sys.intern(value) if isinstance(value, str) else value
+@functools.lru_cache(maxsize=1024)
+def _credits(daily_cost: int) -> Decimal:
+    """A daily cost as one Decimal object for every workspace with it: a fleet's
+    templates have a few costs, and a Decimal each is 10 MB at 100k workspaces."""
+    return Decimal(daily_cost)
 
 
 def _state_of(build: Mapping[str, Any]) -> State:

@@ -29,6 +29,7 @@ from warden.model import (
     Warning,
     Workspace,
     WorkspaceId,
+    shared,
 )
 from warden.spend.feeds import SpendRecord
 from warden.store.period import Period
@@ -189,7 +190,7 @@ def workspace_id_of(row: Row[Any]) -> WorkspaceId:
 
 def warning_of(row: Row[Any]) -> Warning:
     return Warning(
-        policy=row.policy,
+        policy=shared(row.policy),
         verb=Verb(row.verb),
         warned_at=row.warned_at,
         due_at=row.due_at,
@@ -200,18 +201,20 @@ def warning_of(row: Row[Any]) -> Warning:
 
 def memory_of(
     row: Row[Any],
+    ws: WorkspaceId,
     given: Mapping[str, Warning],
     used: dict[WorkspaceId, dict[str, int]],
     keys: dict[WorkspaceId, str],
 ) -> Memory:
-    ws = workspace_id_of(row)
+    """`ws`'s memory from its row of `workspaces` (the columns `Memory` needs) and what
+    the other tables hold of it."""
     return Memory(
         first_seen_at=row.first_seen_at,
         running_since=row.running_since,
         warnings=given or NOTHING,
         snoozed_until=row.snoozed_until,
         extensions_used=used.get(ws, NOTHING),
-        stopped_by=row.stopped_by,
+        stopped_by=shared(row.stopped_by),
         stopped_at=row.stopped_at,
         last_action_key=keys.get(ws),
         kept_alive_at=row.kept_alive_at,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -56,6 +57,7 @@ from warden.model import (
     Warning,
     Workspace,
     WorkspaceId,
+    shared,
 )
 from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow, span_cost
 from warden.spend.feeds import SourceState, SpendRecord
@@ -388,8 +390,8 @@ class Store:
             keys = await _last_action_keys(conn, provider, only)
         memory = {}
         for row in rows:
-            ws = workspace_id_of(row)
-            memory[ws] = memory_of(row, given.pop(ws, NOTHING), used, keys)
+            ws = WorkspaceId(provider, shared(row.native_id))
+            memory[ws] = memory_of(row, ws, given.pop(ws, NOTHING), used, keys)
         for ws, by_policy in given.items():  # warned about but never observed
             memory[ws] = Memory(warnings=by_policy)
         for ws, by_metric in samples.items():
@@ -788,12 +790,8 @@ class Store:
         decision between them.
         """
         async with self._write() as conn:
-            heads = await _decision_heads(conn, decisions, whole)
-            digests = {}  # of the new decisions only: at 100k, most are the same again
-            for d in decisions:
-                digest = decision_digest(d)
-                if _popped(heads, d) != digest:
-                    digests[_head_of(d)] = digest
+            fresh, lost = await _compared_heads(conn, decisions, whole)
+            digests = {head: decision_digest(d) for head, d in fresh.items()}
             new = [d for d in decisions if _head_of(d) in digests]
             if new:
                 await _in_batches(
@@ -805,7 +803,6 @@ class Store:
                     new,
                     lambda d: _head_values(d, digests[_head_of(d)], now),
                 )
-            lost = [head for head, (_, kind) in heads.items() if kind in _LOST_WHEN_ABSENT]
             if whole is not None and lost:
                 await conn.execute(
                     delete(db.decision_heads).where(
@@ -1054,9 +1051,9 @@ class Store:
         polled = polled or {}
         return [
             RunningSpan(
-                ws=WorkspaceId(provider, native),
-                owner=owner or "",
-                point=Point(at, True, None if rate is None else Decimal(rate)),
+                ws=WorkspaceId(shared(provider), shared(native)),
+                owner=shared(owner or ""),
+                point=Point(at, True, None if rate is None else _rate(rate)),
                 seen=polled.get(provider, seen) if listed else seen,
             )
             for provider, native, at, rate, owner, listed, seen in rows
@@ -1394,6 +1391,12 @@ class Store:
             return await lease.holders(conn)
 
 
+@functools.lru_cache(maxsize=1024)
+def _rate(stored: Any) -> Decimal:
+    """A stored spend rate as one Decimal for every span with it: a fleet has few."""
+    return Decimal(stored)
+
+
 def _check_sqlite_directory(url: str) -> None:
     """Fail early and plainly when a SQLite file's directory is missing.
 
@@ -1465,34 +1468,48 @@ _LOST_WHEN_ABSENT = frozenset({"act", "skip"})  # see `Store.record_decisions`
 Head = tuple[str, str, str]  # provider, native id, policy: plain strings, cheap to hash
 
 
-def _popped(heads: dict[Head, tuple[str, str]], d: Decision) -> str | None:
-    """The digest of `d`'s head, taken out of `heads` (what is left had no decision)."""
-    head = heads.pop(_head_of(d), None)
-    return None if head is None else head[0]
+HEADS_READ = 5_000  # heads compared per fetch: at 100k, not all of them held at once
 
 
-async def _decision_heads(
+async def _compared_heads(
     conn: AsyncConnection, decisions: Sequence[Decision], whole: str | None
-) -> dict[Head, tuple[str, str]]:
-    """The heads (digest, kind) to compare `decisions` with: all of the `whole`
-    provider's, else theirs."""
+) -> tuple[dict[Head, Decision], list[Head]]:
+    """`decisions` by head, less those the same as their head (`decision_digest`), and
+    the heads of kind act or skip that have no decision: every one of the `whole`
+    provider's, else of `decisions`' workspaces. The heads stream past in fetches
+    of HEADS_READ, each compared as it comes: none is kept."""
+    fresh = {_head_of(d): d for d in decisions}
+    lost: list[Head] = []
+    async for rows in _head_rows(conn, decisions, whole):
+        for provider, native, policy, digest, kind in rows:
+            head = (provider, native, policy)
+            d = fresh.get(head)
+            if d is None:
+                if kind in _LOST_WHEN_ABSENT:
+                    lost.append(head)
+            elif decision_digest(d) == digest:
+                del fresh[head]
+    return fresh, lost
+
+
+async def _head_rows(
+    conn: AsyncConnection, decisions: Sequence[Decision], whole: str | None
+) -> AsyncIterator[Sequence[Any]]:
+    """The heads (provider, native id, policy, digest, kind) to compare `decisions`
+    with, a fetch at a time: all of the `whole` provider's, else theirs."""
     h = db.decision_heads
     query = select(h.c.provider, h.c.native_id, h.c.policy, h.c.digest, h.c.kind)
     if whole is not None:
-        rows: Any = (await conn.execute(query.where(h.c.provider == whole))).all()
-    else:
-        rows = []
-        by_provider: dict[str, list[str]] = defaultdict(list)
-        for d in decisions:
-            by_provider[d.workspace.provider].append(d.workspace.native)
-        for provider, natives in by_provider.items():
-            for chunk in batched(natives):
-                found = await conn.execute(query.where(_of(h, provider, chunk)))
-                rows.extend(found.all())
-    return {
-        (provider, native, policy): (digest, kind)
-        for provider, native, policy, digest, kind in rows
-    }
+        streamed = await conn.stream(query.where(h.c.provider == whole))
+        async for rows in streamed.partitions(HEADS_READ):
+            yield rows
+        return
+    by_provider: dict[str, list[str]] = defaultdict(list)
+    for d in decisions:
+        by_provider[d.workspace.provider].append(d.workspace.native)
+    for provider, natives in by_provider.items():
+        for chunk in batched(natives):
+            yield (await conn.execute(query.where(_of(h, provider, chunk)))).all()
 
 
 def _head_of(decision: Decision) -> Head:
@@ -1614,19 +1631,21 @@ async def _warnings_by_workspace(
     rows = (await conn.execute(select(db.warnings).where(_of(db.warnings, provider, only)))).all()
     found: dict[WorkspaceId, dict[str, Warning]] = defaultdict(dict)
     for row in rows:
-        found[workspace_id_of(row)][row.policy] = warning_of(row)
+        warning = warning_of(row)
+        found[WorkspaceId(provider, row.native_id)][warning.policy] = warning
     return found
 
 
 async def _extensions_by_workspace(
     conn: AsyncConnection, provider: str, only: Sequence[str] | None = None
 ) -> dict[WorkspaceId, dict[str, int]]:
-    rows = (
-        await conn.execute(select(db.extensions).where(_of(db.extensions, provider, only)))
-    ).all()
+    e = db.extensions
+    rows: Any = await conn.execute(
+        select(e.c.native_id, e.c.policy, e.c.used).where(_of(e, provider, only))
+    )
     found: dict[WorkspaceId, dict[str, int]] = defaultdict(dict)
-    for row in rows:
-        found[workspace_id_of(row)][row.policy] = row.used
+    for native, policy, used in rows:
+        found[WorkspaceId(provider, native)][shared(policy)] = used
     return found
 
 
@@ -1638,11 +1657,11 @@ async def _last_action_keys(
         .where(_of(db.actions, provider, only))
         .group_by(db.actions.c.native_id)
     )
-    query = select(
-        db.actions.c.provider, db.actions.c.native_id, db.actions.c.idempotency_key
-    ).where(db.actions.c.id.in_(latest))
-    rows = (await conn.execute(query)).all()
-    return {workspace_id_of(row): row.idempotency_key for row in rows}
+    query = select(db.actions.c.native_id, db.actions.c.idempotency_key).where(
+        db.actions.c.id.in_(latest)
+    )
+    rows: Any = await conn.execute(query)
+    return {WorkspaceId(provider, native): key for native, key in rows}
 
 
 async def _why_not_pending(conn: AsyncConnection, key: str) -> str:
