@@ -15,8 +15,10 @@ process so that peak RSS (`ru_maxrss`) belongs to that measurement alone:
             between, so what the steady cycle writes is what a quiet poll writes).
 
 Both cycles run as the scheduler's poll job does (`Daemon.run_provider_cycle`), after
-the balance round that claims the provider's shard at start-up. The lease lasts an
-hour: renewing it is the scheduler's job between cycles, kept out of the measured ones.
+the balance round that claims the provider's shard at start-up, in a process set up as
+`warden run` sets up its own (`warden.runtime.tune_garbage_collector`); the baseline
+keeps Python's default collector, as a bare client would. The lease lasts an hour:
+renewing it is the scheduler's job between cycles, kept out of the measured ones.
 
 Printed per cycle: wall time, the per-phase split (`CycleResult.seconds`: list,
 remember, decide, act, tell; "other" is the rest of the wall time), requests, peak
@@ -227,6 +229,7 @@ async def warden_cycles(url: str, database_url: str | None) -> dict[str, Any]:
     """The first and the steady cycle of one provider, on a fresh database."""
     from warden.clock import ManualClock
     from warden.daemon import Daemon, load_policy_set
+    from warden.runtime import tune_garbage_collector
     from warden.settings import Settings
 
     with tempfile.TemporaryDirectory() as state:
@@ -245,6 +248,7 @@ async def warden_cycles(url: str, database_url: str | None) -> dict[str, Any]:
         # unless the platform changed (at 100k the first takes ~40 s of wall time, in
         # which a few dozen of the simulator's workspaces would cross the idle line).
         clock = ManualClock(datetime.now(UTC))
+        tune_garbage_collector()  # as `warden run` does before it starts the daemon
         async with Daemon(settings, policies=policies, env=env, clock=clock) as daemon:
             assert daemon.store is not None
             writes = Writes()

@@ -20,6 +20,7 @@ from warden.outbox_view import event_json_line, event_line, follow, latest
 from warden.policy.loader import PolicyError, PolicySet, load_policies
 from warden.providers.registry import capability_names
 from warden.report import plan_lines
+from warden.runtime import tune_garbage_collector
 from warden.sdnotify import Notifier
 from warden.settings import Settings, policy_environment
 from warden.store import Store, StoredEvent, deliveries
@@ -42,6 +43,7 @@ async def run_daemon(settings: Settings, once: bool) -> int:
     policies = _policies_or_exit(settings)
     if policies is None:
         return EXIT_BAD_INPUT
+    tune_garbage_collector()
     async with Daemon(settings, policies=policies, notifier=Notifier()) as daemon:
         if once:
             results = await daemon.run_cycle()
@@ -59,6 +61,7 @@ async def plan(settings: Settings) -> int:
     policies = _policies_or_exit(settings)
     if policies is None:
         return EXIT_BAD_INPUT
+    tune_garbage_collector()
     failures = 0
     async with Daemon(settings, policies=policies) as daemon:
         for name in daemon.providers:
