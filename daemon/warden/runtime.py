@@ -4,10 +4,11 @@ The cyclic garbage collector, left as it is, runs a young collection every 700 n
 container objects and now and then a full one over every live object. A cycle over
 100k workspaces makes millions of short-lived containers (parsed pages, rows,
 decisions) and holds hundreds of thousands of long-lived ones, so that at 100k the
-collector is about a seventh of a cycle's time (`make bench`). Almost none of those
-objects is ever part of a reference cycle: reference counting frees them. So the daemon
-collects less often, and leaves out of every collection what exists once it has
-started (modules, settings, policies), which lives as long as the process.
+collector took about a seventh of a cycle's time (timed with `gc.callbacks` on
+`make bench`'s fleet). Almost none of those objects is ever part of a reference cycle:
+reference counting frees them. So the daemon collects less often, and leaves out of
+every collection what exists once it has started (modules, settings, policies), which
+lives as long as the process.
 """
 
 from __future__ import annotations
