@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from datetime import UTC, datetime
@@ -20,6 +21,16 @@ START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday, in office hours 
 POSTGRES_URL = os.environ.get(
     "WARDEN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The daemons and commands the tests start hear Ctrl-C (SIGINT), as they would
+    from a terminal: a shell that runs `make test` in the background ignores SIGINT,
+    children inherit an ignored signal, and a child told to stop by SIGINT would then
+    run on, its test waiting for it. A handled signal is reset to its default in a
+    child, so the tests' own process handles it as Python does by default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @cache

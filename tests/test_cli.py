@@ -345,15 +345,20 @@ async def test_following_prints_new_events_until_ctrl_c_then_exits_130(
         [*WARDEN, *how, "--type", ev.WORKSPACE_STOPPED, "--type", ev.WORKSPACE_WARNED], env=state
     )
     async with process:
-        assert process.stdout is not None
-        lines = TextLines(process.stdout)
-        with anyio.fail_after(30):
-            assert "coder/ws-0" in await lines.next()  # the latest first, as tail -f does
-            await write_events(state, ev.POLICY_LOADED, ev.WORKSPACE_STOPPED)
-            assert (await lines.next()).split("\t")[3:] == [ev.WORKSPACE_STOPPED, "coder/ws-1"]
-        process.send_signal(signal.SIGINT)
-        with anyio.fail_after(10):
-            assert await process.wait() == EXIT_INTERRUPTED
+        try:
+            assert process.stdout is not None
+            lines = TextLines(process.stdout)
+            with anyio.fail_after(30):
+                assert "coder/ws-0" in await lines.next()  # the latest first, as tail -f
+                await write_events(state, ev.POLICY_LOADED, ev.WORKSPACE_STOPPED)
+                shown = (await lines.next()).split("\t")[3:]
+                assert shown == [ev.WORKSPACE_STOPPED, "coder/ws-1"]
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(10):
+                assert await process.wait() == EXIT_INTERRUPTED
+        finally:  # a failure above must not leave the test waiting for the child to end
+            if process.returncode is None:
+                process.kill()
 
 
 class TextLines:
