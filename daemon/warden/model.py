@@ -6,6 +6,7 @@ never zero or false: unknown facts must never be mistaken for idle ones.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,19 @@ def shared(value: Any) -> Any:
     At 100k workspaces a poll, a copy each is tens of MB. Interned strings are freed
     once nothing holds them. Anything but a string comes back as it is."""
     return sys.intern(value) if isinstance(value, str) else value
+
+
+def shared_decimal(value: int | str | Decimal) -> Decimal:
+    """`Decimal(value)` as the one object every holder of the same figure shares: a
+    fleet has a few daily costs and spend rates, and a Decimal each is 10 MB at 100k
+    workspaces. Keyed by the figure and its text too, so that equal figures written
+    differently (1.5 and 1.500000, 1 and True) keep their own Decimal."""
+    return _decimal_of(value, str(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _decimal_of(value: int | str | Decimal, _text: str) -> Decimal:
+    return Decimal(value)
 
 
 @dataclass(frozen=True, slots=True, order=True)

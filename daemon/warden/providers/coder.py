@@ -19,13 +19,12 @@ import functools
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
 
 from warden.errors import BadAnswer
-from warden.model import State, Workspace, WorkspaceId, shared
+from warden.model import State, Workspace, WorkspaceId, shared, shared_decimal
 from warden.policy.models import CoderProvider
 from warden.providers.base import Capability, ListFilter, Observation, Skipped
 from warden.providers.client import Clocks, HeaderAuth, PlatformClient
@@ -236,17 +235,10 @@ def to_workspace(raw: Any, *, provider: str, now: datetime) -> Workspace:
         last_active_at=last_used,
         deadline=parse_time(build.get("deadline")),
         max_deadline=parse_time(build.get("max_deadline")),
-        cost_units_per_day=_credits(cost) if isinstance(cost, int) else None,
+        cost_units_per_day=shared_decimal(cost) if isinstance(cost, int) else None,
         transitioning=job.get("status") in _IN_FLIGHT_JOBS,
         facts=facts,
     )
-
-
-@functools.lru_cache(maxsize=1024)
-def _credits(daily_cost: int) -> Decimal:
-    """A daily cost as one Decimal object for every workspace with it: a fleet's
-    templates have a few costs, and a Decimal each is 10 MB at 100k workspaces."""
-    return Decimal(daily_cost)
 
 
 def _state_of(build: Mapping[str, Any]) -> State:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -58,6 +57,7 @@ from warden.model import (
     Workspace,
     WorkspaceId,
     shared,
+    shared_decimal,
 )
 from warden.spend.accrual import LEDGER_ZONE, Accrual, Point, SpendRow, span_cost
 from warden.spend.feeds import SourceState, SpendRecord
@@ -1053,7 +1053,7 @@ class Store:
             RunningSpan(
                 ws=WorkspaceId(shared(provider), shared(native)),
                 owner=shared(owner or ""),
-                point=Point(at, True, None if rate is None else _rate(rate)),
+                point=Point(at, True, None if rate is None else shared_decimal(rate)),
                 seen=polled.get(provider, seen) if listed else seen,
             )
             for provider, native, at, rate, owner, listed, seen in rows
@@ -1389,12 +1389,6 @@ class Store:
         """Every lease as it stands: holder, epoch, expiry."""
         async with self._read() as conn:
             return await lease.holders(conn)
-
-
-@functools.lru_cache(maxsize=1024)
-def _rate(stored: Any) -> Decimal:
-    """A stored spend rate as one Decimal for every span with it: a fleet has few."""
-    return Decimal(stored)
 
 
 def _check_sqlite_directory(url: str) -> None:
